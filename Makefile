@@ -1,0 +1,43 @@
+# The only commands a newcomer needs: make run, make test, make lint, make train, make bench.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run redis test lint train train-cdnow bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Serve on http://127.0.0.1:8000 with the committed model; starts a local Redis unless CHURN_REDIS_URL is set.
+run: install
+	$(PY) -m app redis-up
+	$(PY) -m app serve
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/mypy
+
+# Rebuilds the committed default bundle from the seeded simulator (deterministic).
+train: install
+	$(PY) -m app train --preset sim --out model_store --set-current
+
+# The CDNOW standard protocol; the report lands in out/cdnow/.
+train-cdnow: install
+	$(PY) -m app train --preset cdnow --out out/cdnow
+
+bench: install
+	$(PY) -m bench.offline_features
+	$(PY) -m bench.online_store
+
+clean:
+	rm -rf $(VENV) .data out .pytest_cache .mypy_cache .ruff_cache

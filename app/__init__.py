@@ -1,0 +1,1 @@
+"""Real-time churn scoring for e-commerce platforms."""

@@ -1,0 +1,1 @@
+"""The feature specification and its two event sources: offline logs and the online Redis store."""

@@ -1,0 +1,152 @@
+"""Event logs on disk (CSV, JSONL, Parquet) -> validated events -> feature matrices as of any time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.features import spec
+from app.features.compute import EventArrays, FloatMatrix, compute_features
+from app.schemas import FIELD_RULES, LATEST_TS, MAX_AMOUNT, PRINTABLE_CHAR
+
+SCHEMA_COLUMNS = ("event_id", "user_id", "type", "ts", "amount", "items", "rating")
+REQUIRED_COLUMNS = ("event_id", "user_id", "type", "ts")
+_TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:\d{2})$"
+_MAX_REPORTED = 5
+
+
+class EventLogError(ValueError):
+    """An event log that does not follow the event schema; the message names rows and columns."""
+
+
+def read_event_log(path: str | Path) -> pd.DataFrame:
+    """Read and validate an event log; duplicate (user_id, event_id) pairs keep their first row."""
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:])
+    if suffixes.endswith(".parquet"):
+        raw = pd.read_parquet(path)
+    elif suffixes.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        raw = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    elif suffixes.endswith((".csv", ".csv.gz")):
+        raw = pd.read_csv(path, dtype={"event_id": str, "user_id": str, "type": str, "ts": str}, engine="pyarrow")
+    else:
+        raise EventLogError(f"{path}: unknown format; use .csv, .jsonl or .parquet")
+    return validate_events(raw)
+
+
+def write_event_log(frame: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [c for c in SCHEMA_COLUMNS if c in frame.columns]
+    if path.suffix == ".parquet":
+        frame[columns].to_parquet(path, index=False)
+    elif path.suffix in (".jsonl", ".ndjson"):
+        frame[columns].to_json(path, orient="records", lines=True)
+    else:
+        frame[columns].to_csv(path, index=False)
+
+
+def validate_events(raw: pd.DataFrame) -> pd.DataFrame:
+    """Check a frame against the event schema, vectorised; return the columns the features need.
+
+    Output columns: user_id, event_id, ts_s (int Unix seconds), kind (type code), cents, rating (0 if none).
+    """
+    unknown = sorted(set(raw.columns) - set(SCHEMA_COLUMNS))
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if unknown or missing:
+        raise EventLogError(f"columns: missing {missing}, unknown {unknown}")
+    raw = raw.reset_index(drop=True)
+    problems: list[str] = []
+
+    def check(bad: pd.Series, column: str, message: str) -> None:
+        rows = np.flatnonzero(bad.to_numpy(dtype=bool, na_value=True))
+        problems.extend(f"row {r}, column {column!r}: {message}" for r in rows[:_MAX_REPORTED])
+
+    for column in ("event_id", "user_id"):
+        text = raw[column].astype("string")
+        check(~text.str.fullmatch(PRINTABLE_CHAR + "{1,128}").fillna(False), column, "1-128 printable chars")
+    kind = raw["type"].map(spec.TYPE_CODE)
+    check(kind.isna(), "type", f"must be one of {', '.join(spec.EVENT_TYPES)}")
+    ts = _parse_ts(raw["ts"], check)
+
+    numbers = {
+        name: pd.to_numeric(raw[name], errors="coerce") if name in raw.columns else pd.Series(np.nan, raw.index)
+        for name in FIELD_RULES
+    }
+    for name, values in numbers.items():
+        if name in raw.columns:
+            given = raw[name].notna() & (raw[name].astype("string").str.strip() != "")
+            check(given & values.isna(), name, "must be a number")
+        allowed, required = FIELD_RULES[name]
+        belongs = raw["type"].isin(allowed)
+        check(~belongs & values.notna(), name, "is not allowed for this type")
+        if required:
+            check(belongs & values.isna(), name, "is required for this type")
+    amount, items, rating = numbers["amount"], numbers["items"], numbers["rating"]
+    check(~np.isfinite(amount.fillna(0)) | (amount < 0) | (amount > MAX_AMOUNT), "amount", "finite, 0..1e7")
+    check((items.notna() & ((items < 1) | (items % 1 != 0))), "items", "must be an integer >= 1")
+    check((rating.notna() & (~rating.isin([1, 2, 3, 4, 5]))), "rating", "must be an integer 1-5")
+    if problems:
+        raise EventLogError("invalid events:\n  " + "\n  ".join(problems[:20]))
+
+    frame = pd.DataFrame(
+        {
+            "user_id": raw["user_id"].astype(str),
+            "event_id": raw["event_id"].astype(str),
+            "ts_s": ts,
+            "kind": kind.astype(np.int64),
+            "cents": np.rint(amount.fillna(0).to_numpy() * 100).astype(np.int64),
+            "rating": rating.fillna(0).astype(np.int64),
+        }
+    )
+    return frame.drop_duplicates(subset=["user_id", "event_id"], keep="first", ignore_index=True)
+
+
+def _parse_ts(column: pd.Series, check: object) -> pd.Series:
+    assert callable(check)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if getattr(column.dt, "tz", None) is None:
+            raise EventLogError("column 'ts': naive timestamps; a time zone is required")
+        parsed = column.dt.tz_convert("UTC")
+    else:
+        text = column.astype("string")
+        check(~text.str.contains(_TZ_SUFFIX, regex=True).fillna(False), "ts", "RFC 3339 with a time zone")
+        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        check(parsed.isna(), "ts", "not an RFC 3339 time")
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    latest = (pd.Timestamp(LATEST_TS) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    check((seconds < 0) | (seconds >= latest), "ts", "must lie between 1970 and 2106")
+    return seconds.fillna(0).astype(np.int64)
+
+
+def event_arrays(events: pd.DataFrame, users: Sequence[str] | pd.Index) -> EventArrays:
+    """The events of `users` (in that order) as arrays; events of other users are left out."""
+    index = pd.Index(users)
+    position = index.get_indexer(events["user_id"])
+    mine = position >= 0
+    return EventArrays(
+        n_users=len(index),
+        user=position[mine].astype(np.int64),
+        ts=events["ts_s"].to_numpy(np.int64)[mine],
+        kind=events["kind"].to_numpy(np.int64)[mine],
+        cents=events["cents"].to_numpy(np.int64)[mine],
+        rating=events["rating"].to_numpy(np.int64)[mine],
+    )
+
+
+def active_users(events: pd.DataFrame, as_of: int) -> pd.Index:
+    """Users with at least one event at or before `as_of`, sorted."""
+    return pd.Index(np.sort(events.loc[events["ts_s"] <= as_of, "user_id"].unique()))
+
+
+def features(
+    events: pd.DataFrame, as_of: int, users: Sequence[str] | pd.Index | None = None
+) -> tuple[pd.Index, FloatMatrix]:
+    """Feature matrix as of `as_of` for `users` (default: every user with an event <= as_of)."""
+    index = active_users(events, as_of) if users is None else pd.Index(users)
+    matrix, _known = compute_features(event_arrays(events, index), as_of)
+    return index, matrix

@@ -1,0 +1,153 @@
+"""THE feature specification: names, order, windows, definitions and defaults.
+
+Both the offline pipeline and the online store compute features with `compute_features` below, from
+the same per-event arrays; they differ only in where the events come from. That is what keeps what
+is served equal to what was trained on.
+
+Conventions, chosen once and relied on by the online store:
+- Times are whole Unix seconds (UTC); an event's time is its `ts` truncated to the second.
+- A feature as of T uses only events with ts <= T.
+- The w-day window holds the events with T - w*86400 < ts <= T (a sliding window, not calendar days):
+  an event exactly w days before T is outside the w-day window; an event at T is inside.
+- Amounts are counted in whole cents (rounded half to even), so sums are exact; features report units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+EVENT_TYPES: Final = (
+    "session_start",
+    "page_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "refund",
+    "review",
+    "support_contact",
+)
+TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
+PURCHASE: Final = TYPE_CODE["purchase"]
+REFUND: Final = TYPE_CODE["refund"]
+ADD_TO_CART: Final = TYPE_CODE["add_to_cart"]
+REVIEW: Final = TYPE_CODE["review"]
+
+DAY_SECONDS: Final = 86_400
+WINDOWS_DAYS: Final = (1, 7, 30, 90)
+LONGEST_WINDOW_DAYS: Final = max(WINDOWS_DAYS)
+# Recency features are capped, and this cap is also their value when there is nothing to measure.
+RECENCY_CAP_DAYS: Final = 730.0
+LOW_RATING_MAX: Final = 2
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    definition: str
+    default: float  # the value for a user with no events of the kind the feature looks at
+    heavy_tailed: bool  # log1p-transformed before scaling
+
+
+def _features() -> tuple[Feature, ...]:
+    out = [
+        Feature(
+            f"{kind}_count_{days}d",
+            f"number of {kind} events with T-{days}d < ts <= T",
+            0.0,
+            True,
+        )
+        for kind in EVENT_TYPES
+        for days in WINDOWS_DAYS
+    ]
+    for kind in ("purchase", "refund"):
+        out += [
+            Feature(f"{kind}_amount_{days}d", f"sum of {kind} amounts with T-{days}d < ts <= T", 0.0, True)
+            for days in (30, 90)
+        ]
+    out += [
+        Feature(
+            "days_since_last_purchase",
+            f"(T - time of the last purchase) in days, capped at {RECENCY_CAP_DAYS:g}",
+            RECENCY_CAP_DAYS,
+            False,
+        ),
+        Feature(
+            "days_since_last_event",
+            f"(T - time of the last event of any type) in days, capped at {RECENCY_CAP_DAYS:g}",
+            RECENCY_CAP_DAYS,
+            False,
+        ),
+        Feature("tenure_days", "(T - time of the first event) in days", 0.0, False),
+        Feature("lifetime_purchases", "number of purchases with ts <= T", 0.0, True),
+        Feature("lifetime_spend", "sum of purchase amounts with ts <= T", 0.0, True),
+        Feature(
+            "purchase_gap_mean_days",
+            "mean gap in days between consecutive purchases (time order); 0 with fewer than 2",
+            0.0,
+            True,
+        ),
+        Feature(
+            "purchase_gap_std_days",
+            "population standard deviation of those gaps; 0 with fewer than 2 purchases",
+            0.0,
+            True,
+        ),
+        Feature(
+            "cart_conversion_30d",
+            "min(1, purchases / add_to_cart events) over the 30-day window; 0 without carts",
+            0.0,
+            False,
+        ),
+        Feature(
+            "review_rating_mean_90d", "mean rating of reviews in the 90-day window; 0 without reviews", 0.0, False
+        ),
+        Feature(
+            "low_rating_count_90d",
+            f"number of reviews rated <= {LOW_RATING_MAX} in the 90-day window",
+            0.0,
+            True,
+        ),
+    ]
+    return tuple(out)
+
+
+FEATURES: Final = _features()
+FEATURE_NAMES: Final = tuple(f.name for f in FEATURES)
+FEATURE_INDEX: Final = {name: i for i, name in enumerate(FEATURE_NAMES)}
+N_FEATURES: Final = len(FEATURES)
+
+
+def spec_document() -> dict[str, object]:
+    """The specification as data: what the model bundle's hash is taken over."""
+    return {
+        "time_unit": "unix seconds, ts truncated",
+        "window_rule": "T - w*86400 < ts <= T",
+        "amount_unit": "cents, rounded half to even",
+        "event_types": list(EVENT_TYPES),
+        "features": [
+            {"name": f.name, "definition": f.definition, "default": f.default, "heavy_tailed": f.heavy_tailed}
+            for f in FEATURES
+        ],
+    }
+
+
+def spec_hash() -> str:
+    canonical = json.dumps(spec_document(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def unix_seconds(ts: datetime) -> int:
+    """An aware time as whole Unix seconds, floored with exact integer arithmetic."""
+    return (ts - _EPOCH) // timedelta(seconds=1)
+
+
+def to_cents(amount: float) -> int:
+    """Currency units to whole cents, half to even: the same rounding as numpy.rint offline."""
+    return round(amount * 100)

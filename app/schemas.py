@@ -1,0 +1,84 @@
+"""The public event schema, shared by the HTTP API and the training files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+EventType = Literal[
+    "session_start",
+    "page_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "refund",
+    "review",
+    "support_contact",
+]
+
+# Printable ASCII, so ids survive logs, URLs and Redis key names unchanged.
+PRINTABLE_CHAR = r"[\x20-\x7e]"
+PRINTABLE_ID = rf"^{PRINTABLE_CHAR}+$"
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABLE_ID)]
+
+# Event times are stored as unsigned 32-bit Unix seconds (see features/spec.py).
+EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TS = datetime(2106, 1, 1, tzinfo=UTC)
+MAX_AMOUNT = 10_000_000.0
+
+# Which optional field belongs to which event types, and whether it is required there.
+FIELD_RULES: dict[str, tuple[frozenset[str], bool]] = {
+    "amount": (frozenset({"purchase", "refund"}), True),
+    "items": (frozenset({"purchase"}), False),
+    "rating": (frozenset({"review"}), True),
+}
+
+
+class Event(BaseModel):
+    """One behavioural event. `event_id` is the client's idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Identifier
+    user_id: Identifier
+    type: EventType
+    ts: AwareDatetime
+    amount: Annotated[float | None, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)] = Field(
+        default=None, validate_default=True
+    )
+    items: Annotated[int | None, Field(ge=1, le=1_000_000, strict=True)] = Field(
+        default=None, validate_default=True
+    )
+    rating: Annotated[int | None, Field(ge=1, le=5, strict=True)] = Field(default=None, validate_default=True)
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_is_rfc3339_text(cls, value: Any) -> Any:
+        # Numbers would be read as Unix times silently; the schema asks for RFC 3339 text.
+        if not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 string with a time zone, e.g. 2026-01-31T12:00:00Z")
+        return value
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_in_range(cls, value: datetime) -> datetime:
+        if not EARLIEST_TS <= value < LATEST_TS:
+            raise ValueError("must lie between 1970-01-01 and 2106-01-01")
+        return value
+
+    @field_validator("amount", "items", "rating")
+    @classmethod
+    def _field_belongs_to_type(cls, value: Any, info: ValidationInfo) -> Any:
+        event_type = info.data.get("type")
+        if event_type is None:  # the type itself was invalid and is reported on its own
+            return value
+        assert info.field_name is not None
+        allowed_types, required = FIELD_RULES[info.field_name]
+        if event_type in allowed_types:
+            if value is None and required:
+                raise ValueError(f"is required for type {event_type!r}")
+        elif value is not None:
+            raise ValueError(f"is not allowed for type {event_type!r}")
+        return value
