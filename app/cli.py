@@ -1,0 +1,75 @@
+"""Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _date(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> None:
+    from app.model.bundle import set_current
+    from app.training import pipeline, presets
+    from app.training.train import TrainConfig
+
+    if args.preset == "sim":
+        job = presets.simulated(args.seed, args.users)
+    elif args.preset == "cdnow":
+        job = presets.cdnow_standard(args.seed)
+    else:
+        missing = [f"--{n.replace('_', '-')}" for n in ("events", "train_cutoff", "test_cutoff") if not getattr(args, n)]
+        if missing:
+            sys.exit(f"train: without --preset, {', '.join(missing)} are required")
+        job = presets.from_log(args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed)
+    config = TrainConfig(seed=args.seed, max_epochs=args.max_epochs)
+    path = pipeline.run(job, args.out, config, command=shlex.join(["python", "-m", "app", *argv]))
+    if args.set_current:
+        set_current(args.out, path.name)
+    print(f"bundle written to {path}")
+    print((path / "report" / "model_card.md").read_text())
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from app.features.offline import write_event_log
+    from app.training.simulate import SimulationConfig, simulate
+
+    result = simulate(SimulationConfig(n_users=args.users, days=args.days, seed=args.seed))
+    write_event_log(result.events, args.out)
+    print(f"{len(result.events)} events of {args.users} users written to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="churn", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, evaluate and write a model bundle")
+    train.add_argument("--preset", choices=["sim", "cdnow"], help="a ready-made job instead of --events")
+    train.add_argument("--events", type=Path, help="event log (.csv, .jsonl, .parquet)")
+    train.add_argument("--train-cutoff", type=_date, help="features as of this time for train/validation")
+    train.add_argument("--test-cutoff", type=_date, help="features as of this time for the test split")
+    train.add_argument("--horizon-days", type=int, default=30, help="churn = no purchase in this many days")
+    train.add_argument("--out", type=Path, default=Path("model_store"), help="model store directory")
+    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
+    train.add_argument("--max-epochs", type=int, default=200)
+    train.add_argument("--set-current", action="store_true", help="point model_store/CURRENT at the new bundle")
+
+    sim = commands.add_parser("simulate", help="write a simulated event log")
+    sim.add_argument("--users", type=int, default=5_000)
+    sim.add_argument("--days", type=int, default=300)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--out", type=Path, default=Path("data/sim/events.csv"))
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        _train(args, argv)
+    elif args.command == "simulate":
+        _simulate(args)

@@ -1,0 +1,1 @@
+"""The model bundle and everything that turns a feature matrix into scores."""

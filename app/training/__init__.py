@@ -1,0 +1,1 @@
+"""The offline half: simulation, datasets, training, evaluation and reports."""

@@ -1,0 +1,62 @@
+"""Ready-made training jobs: the seeded simulator, the CDNOW standard protocol, or a log on disk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from app.features.offline import read_event_log, validate_events
+from app.training import cdnow
+from app.training.datasets import time_split, user_split
+from app.training.pipeline import TrainingJob
+from app.training.simulate import SimulationConfig, simulate
+
+SIM_USERS = 10_000
+SIM_TRAIN_CUTOFF = datetime.fromisoformat("2025-08-01T00:00:00+00:00")
+SIM_TEST_CUTOFF = datetime.fromisoformat("2025-09-15T00:00:00+00:00")
+SIM_HORIZON_DAYS = 30
+
+
+def simulated(seed: int, n_users: int = SIM_USERS) -> TrainingJob:
+    config = SimulationConfig(n_users=n_users, seed=seed)
+    events = validate_events(simulate(config).events)
+    return TrainingJob(
+        name="sim",
+        dataset=f"simulator: {n_users} users, {config.days} days from {config.start:%Y-%m-%d}, seed {seed}",
+        events=events,
+        splits=time_split(events, SIM_TRAIN_CUTOFF, SIM_TEST_CUTOFF, SIM_HORIZON_DAYS, seed),
+        horizon_days=SIM_HORIZON_DAYS,
+        split=_time_split_fields(SIM_TRAIN_CUTOFF, SIM_TEST_CUTOFF),
+    )
+
+
+def cdnow_standard(seed: int) -> TrainingJob:
+    events = cdnow.master_events()
+    return TrainingJob(
+        name="cdnow",
+        dataset="CDNOW master log (purchases of 23,570 customers, 1997-01..1998-06)",
+        events=events,
+        splits=user_split(events, cdnow.CALIBRATION_END, cdnow.HOLDOUT_DAYS, cdnow.sample_user_ids(), seed),
+        horizon_days=cdnow.HOLDOUT_DAYS,
+        split={
+            "features_as_of": cdnow.CALIBRATION_END.isoformat(),
+            "labels": "1997-10-01..1998-06-30",
+            "test_users": "the 2,357 customers of CDNOW_sample.txt; train on the others",
+        },
+    )
+
+
+def from_log(path: Path, train_cutoff: datetime, test_cutoff: datetime, horizon_days: int, seed: int) -> TrainingJob:
+    events = read_event_log(path)
+    return TrainingJob(
+        name="custom",
+        dataset=f"event log {path.name}",
+        events=events,
+        splits=time_split(events, train_cutoff, test_cutoff, horizon_days, seed),
+        horizon_days=horizon_days,
+        split=_time_split_fields(train_cutoff, test_cutoff),
+    )
+
+
+def _time_split_fields(train_cutoff: datetime, test_cutoff: datetime) -> dict[str, str]:
+    return {"train_cutoff": train_cutoff.isoformat(), "test_cutoff": test_cutoff.isoformat()}

@@ -1,0 +1,139 @@
+"""The evaluation report: PNG plots, metrics.json and a Markdown model card, as bundle files."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from app.features import spec
+from app.model.postprocess import Segments
+
+Vector = npt.NDArray[np.float64]
+METRIC_COLUMNS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier", "ece", "lift_top_decile_churn",
+    "lift_top_decile_retained")
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def plots(
+    y: npt.NDArray[np.int64],
+    test_probabilities: dict[str, Vector],
+    importance: Vector,
+    segments: Segments,
+) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in test_probabilities.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.legend(fontsize=7)
+    out["roc.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in test_probabilities.items():
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    ax.legend(fontsize=7)
+    out["pr.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in test_probabilities.items():
+        observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker=".", label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title="Calibration (test)")
+    ax.legend(fontsize=7)
+    out["calibration.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, p in test_probabilities.items():
+        hits = np.cumsum(y[np.argsort(-p, kind="stable")]) / y.sum()
+        ax.plot(np.arange(1, len(y) + 1) / len(y), hits, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="share of users contacted", ylabel="share of churners reached", title="Cumulative gains (test)")
+    ax.legend(fontsize=7)
+    out["gains.png"] = _png(fig)
+
+    top = np.argsort(-importance)[:15][::-1]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.barh([spec.FEATURE_NAMES[i] for i in top], importance[top])
+    ax.set(xlabel="ROC AUC drop when shuffled", title="Permutation importance (MLP, test)")
+    out["feature_importance.png"] = _png(fig)
+
+    shown = np.argsort(-np.abs(segments.centroids).max(axis=0))[:15]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    image = ax.imshow(segments.centroids[:, shown], cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
+    ax.set_yticks(range(len(segments.names)), segments.names, fontsize=7)
+    ax.set_xticks(range(len(shown)), [spec.FEATURE_NAMES[i] for i in shown], rotation=70, fontsize=6)
+    ax.set_title("Segment profiles (centroids, z-units)")
+    fig.colorbar(image, ax=ax)
+    out["segments.png"] = _png(fig)
+    return {f"report/{name}": data for name, data in out.items()}
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    header = "| model | " + " | ".join(METRIC_COLUMNS) + " |"
+    rule = "|---" * (len(METRIC_COLUMNS) + 1) + "|"
+    rows = [f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS) + " |" for name, m in metrics.items()]
+    return "\n".join([header, rule, *rows])
+
+
+def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], segments: Segments) -> str:
+    sizes = context["sizes"]
+    lines = [
+        f"# Model card: {context['version']}",
+        "",
+        "Churn = no purchase in the horizon after the cutoff, for users with at least one event before it.",
+        "",
+        f"- Data: {context['dataset']}",
+        f"- Horizon: {context['horizon_days']} days",
+        f"- Split: {context['split']}",
+        f"- Rows: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}; "
+        f"test churn rate {context['test_churn_rate']:.3f}",
+        f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam, early stopping at epoch "
+        f"{context['best_epoch']}, Platt calibration on validation",
+        f"- Command: `{context['command']}`",
+        "",
+        "## Test metrics",
+        "",
+        "Precision, recall, F1 and accuracy at each model's F1-best threshold on validation; ECE over 10 bins.",
+        "",
+        metrics_table(metrics),
+        "",
+        "## Segments (K-Means on scaled features)",
+        "",
+        *[f"- {name}" for name in segments.names],
+        "",
+        "## Limits",
+        "",
+        "- Scores rank users by risk over the stated horizon; they are not causal estimates of any action.",
+        "- Trained on the data above; a shift in traffic or catalogue calls for retraining and re-evaluation.",
+        "",
+        "Plots: report/roc.png, report/pr.png, report/calibration.png, report/gains.png, "
+        "report/feature_importance.png, report/segments.png.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def metrics_json(metrics: dict[str, dict[str, float]]) -> bytes:
+    return (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,82 @@
+"""Fit the churn MLP (class-weighted BCE, Adam, early stopping) and its Platt calibration."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from app.model.network import ChurnNet, NetworkConfig
+from app.model.postprocess import PlattCalibration
+
+Matrix = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 20
+    seed: int = 7
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def fit_network(
+    X_train: Matrix, y_train: npt.NDArray[np.int64], X_val: Matrix, y_val: npt.NDArray[np.int64], config: TrainConfig
+) -> tuple[ChurnNet, NetworkConfig, int]:
+    """Train until validation ROC AUC stops improving; return the best network and its epoch."""
+    seed_everything(config.seed)
+    network_config = NetworkConfig(X_train.shape[1], config.hidden, config.dropout)
+    network = ChurnNet(network_config)
+    positives = max(int(y_train.sum()), 1)
+    # Class weighting: the rarer class counts as much as the common one in the loss.
+    pos_weight = torch.tensor((len(y_train) - positives) / positives, dtype=torch.float32)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    x, y = torch.as_tensor(X_train, dtype=torch.float32), torch.as_tensor(y_train, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    best_auc, best_state, best_epoch, stale = -1.0, copy.deepcopy(network.state_dict()), 0, 0
+    progress = tqdm(range(config.max_epochs), desc="train MLP", unit="epoch", leave=False)
+    for epoch in progress:
+        network.train()
+        for batch in torch.randperm(len(x), generator=generator).split(config.batch_size):
+            optimiser.zero_grad()
+            loss_fn(network(x[batch]), y[batch]).backward()
+            optimiser.step()
+        auc = float(roc_auc_score(y_val, logits(network, X_val)))
+        progress.set_postfix(val_auc=f"{auc:.4f}")
+        if auc > best_auc + 1e-5:
+            best_auc, best_state, best_epoch, stale = auc, copy.deepcopy(network.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    network.load_state_dict(best_state)
+    return network.eval(), network_config, best_epoch
+
+
+def logits(network: ChurnNet, X: Matrix) -> Matrix:
+    network.eval()
+    with torch.inference_mode():
+        return network(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+
+
+def fit_platt(val_logits: Matrix, y_val: npt.NDArray[np.int64]) -> PlattCalibration:
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(val_logits.reshape(-1, 1), y_val)
+    return PlattCalibration(float(model.coef_[0, 0]), float(model.intercept_[0]))
