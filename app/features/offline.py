@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from app.features import spec
 from app.features.compute import EventArrays, FloatMatrix, compute_features
@@ -30,9 +32,12 @@ def read_event_log(path: str | Path) -> pd.DataFrame:
     if suffixes.endswith(".parquet"):
         raw = pd.read_parquet(path)
     elif suffixes.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        raw = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        raw = pd.read_json(path, lines=True, dtype=False)
     elif suffixes.endswith((".csv", ".csv.gz")):
-        raw = pd.read_csv(path, dtype={"event_id": str, "user_id": str, "type": str, "ts": str}, engine="pyarrow")
+        # Ids and times stay text: "00042" is an id, not the number 42.
+        text = pa.string()
+        options = pa_csv.ConvertOptions(column_types=dict.fromkeys(("event_id", "user_id", "type", "ts"), text))
+        raw = pa_csv.read_csv(path, convert_options=options).to_pandas()
     else:
         raise EventLogError(f"{path}: unknown format; use .csv, .jsonl or .parquet")
     return validate_events(raw)
