@@ -45,6 +45,36 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"{len(result.events)} events of {args.users} users written to {args.out}")
 
 
+def _serve() -> None:
+    import uvicorn
+
+    from app.config import Settings
+
+    settings = Settings()
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=settings.host, port=settings.port, log_level="info", access_log=False
+    )
+
+
+def _redis_up() -> None:
+    """Use the Redis at CHURN_REDIS_URL if set; otherwise make sure a local one runs on 6379."""
+    import os
+    from urllib.parse import urlparse
+
+    from app.config import Settings
+    from app.redis_server import ping, start_daemon
+
+    url = Settings().redis_url
+    if ping(url):
+        print(f"Redis is up at {url}")
+        return
+    if "CHURN_REDIS_URL" in os.environ:
+        sys.exit(f"CHURN_REDIS_URL={url} does not answer; start that Redis or unset the variable")
+    port = urlparse(url).port or 6379
+    start_daemon(Path(".data/redis"), port)
+    print(f"started a local Redis on port {port} (data in .data/redis; stop it with: redis-cli -p {port} shutdown)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -68,8 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--out", type=Path, default=Path("data/sim/events.csv"))
 
+    commands.add_parser("serve", help="serve the API (settings from CHURN_* variables)")
+    commands.add_parser("redis-up", help="start a local Redis unless CHURN_REDIS_URL points at one")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
     elif args.command == "simulate":
         _simulate(args)
+    elif args.command == "serve":
+        _serve()
+    elif args.command == "redis-up":
+        _redis_up()

@@ -82,3 +82,70 @@ class Event(BaseModel):
         elif value is not None:
             raise ValueError(f"is not allowed for type {event_type!r}")
         return value
+
+
+MAX_BATCH = 1_000
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    event_id: str
+    reason: Literal["too_late", "in_future"]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedEvent]
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BATCH)
+    explain: bool = Field(default=True, strict=True)
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float
+    contribution: float  # added churn probability, gradient x (value - training mean)
+
+
+class UserScore(BaseModel):
+    user_id: str
+    churn_probability: float
+    risk_tier: Literal["low", "medium", "high"]
+    segment: str
+    known_user: bool
+    reasons: list[Reason] | None  # null when the request asked for "explain": false
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    scored_at: datetime
+    results: list[UserScore]
+
+
+class UserFeatures(BaseModel):
+    user_id: str
+    as_of: datetime
+    known_user: bool
+    features: dict[str, float]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    detail: list[ErrorDetail] = []

@@ -1,0 +1,41 @@
+"""Liveness, readiness, the model's description and metrics: none of them pass through the batcher."""
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from app.api.deps import ServicesDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    checks = {"model": services.model is not None, "redis": False}
+    try:
+        checks["redis"] = bool(await services.redis.ping())
+    except (RedisError, OSError):
+        pass
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/model")
+async def model(services: ServicesDep) -> dict[str, Any]:
+    manifest = services.model.bundle.manifest
+    keys = ("version", "dataset", "horizon_days", "split", "sizes", "metrics", "feature_names", "feature_spec_hash")
+    tiers = services.model.bundle.tiers
+    return {key: manifest.get(key) for key in keys} | {"risk_tiers": tiers.to_json()}
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,53 @@
+"""The model on its device: forward passes (and input gradients for explanations) on numpy batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from app.model.bundle import ModelBundle
+
+Float32Matrix = npt.NDArray[np.float32]
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class InferenceEngine:
+    """Runs one batch at a time; the batcher calls it from a single worker thread."""
+
+    def __init__(self, bundle: ModelBundle, device: str = "auto") -> None:
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            # Batches run one after another; extra intra-op threads would only compete with the event loop.
+            torch.set_num_threads(1)
+        self.network = bundle.build_network().to(self.device)
+        self.version = bundle.version
+
+    def _to_device(self, rows: Float32Matrix) -> torch.Tensor:
+        tensor = torch.from_numpy(rows)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def forward(self, rows: Float32Matrix, explain: bool) -> tuple[Float32Matrix, Float32Matrix | None]:
+        """Logits, and d(logit)/d(input) per row when `explain` (rows are independent, so one backward)."""
+        x = self._to_device(rows)
+        if not explain:
+            with torch.inference_mode():
+                return self.network(x).cpu().numpy(), None
+        x.requires_grad_(True)
+        logits = self.network(x)
+        (gradient,) = torch.autograd.grad(logits.sum(), x)
+        return logits.detach().cpu().numpy(), gradient.cpu().numpy()
+
+    def warm_up(self, max_rows: int) -> None:
+        """Touch every code path once before the first request (allocators, kernels, autograd)."""
+        width = self.network.layers[0].in_features
+        for rows in sorted({1, max_rows}):
+            for explain in (False, True):
+                self.forward(np.zeros((rows, width), dtype=np.float32), explain)
