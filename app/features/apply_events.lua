@@ -35,12 +35,13 @@ for i = 3, #ARGV do
 end
 
 if changed then
-  -- Records older than every window matter only as purchases (lifetime features) or as the
-  -- first record (tenure); the rest are dropped to keep the string small.
+  -- Records older than every window matter only as purchases (lifetime features), as the first
+  -- record (tenure) or as the last one (recency); the rest are dropped to keep the string small.
+  -- A dropped record is neither first nor last, and never can be again: the set only grows.
   local prune_before = tonumber(ARGV[1])
   local kept = { string.sub(blob, 1, R) }
   local i = 1
-  while i < n do
+  while i < n - 1 do
     local ts, _, kind = struct.unpack('>I4>I4B', blob, i * R + 1)
     if ts >= prune_before then break end
     if kind == PURCHASE then kept[#kept + 1] = string.sub(blob, i * R + 1, (i + 1) * R) end

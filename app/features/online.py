@@ -1,8 +1,8 @@
 """The online feature store: each user's events as one sorted binary string in Redis.
 
-A user's recent events (every event of the longest window, every purchase, the first event) are
-kept as fixed-size records, sorted by (time, event-id fingerprint). Writing is one Lua script per
-user, atomic and idempotent; reading is one MGET for the whole batch, decoded with numpy and fed to
+A user's events that can still matter (every event of the longest window, every purchase, the
+first and the last event) are kept as fixed-size records, sorted by (time, event-id fingerprint).
+Writing is one Lua script per user, atomic and idempotent; reading is one MGET for the whole batch, decoded with numpy and fed to
 the same `compute_features` as training. So served features equal trained ones by construction,
 for any events set and arrival order.
 
