@@ -24,7 +24,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> None:
     elif args.preset == "cdnow":
         job = presets.cdnow_standard(args.seed)
     else:
-        missing = [f"--{n.replace('_', '-')}" for n in ("events", "train_cutoff", "test_cutoff") if not getattr(args, n)]
+        missing = [
+            f"--{n.replace('_', '-')}"
+            for n in ("events", "train_cutoff", "test_cutoff")
+            if not getattr(args, n)
+        ]
         if missing:
             sys.exit(f"train: without --preset, {', '.join(missing)} are required")
         job = presets.from_log(args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed)
@@ -52,7 +56,12 @@ def _serve() -> None:
 
     settings = Settings()
     uvicorn.run(
-        "app.main:create_app", factory=True, host=settings.host, port=settings.port, log_level="info", access_log=False
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
     )
 
 
@@ -72,7 +81,10 @@ def _redis_up() -> None:
         sys.exit(f"CHURN_REDIS_URL={url} does not answer; start that Redis or unset the variable")
     port = urlparse(url).port or 6379
     start_daemon(Path(".data/redis"), port)
-    print(f"started a local Redis on port {port} (data in .data/redis; stop it with: redis-cli -p {port} shutdown)")
+    print(
+        f"started a local Redis on port {port} (data in .data/redis; "
+        f"stop it with: redis-cli -p {port} shutdown)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--seed", type=int, default=7)
     train.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
     train.add_argument("--max-epochs", type=int, default=200)
-    train.add_argument("--set-current", action="store_true", help="point model_store/CURRENT at the new bundle")
+    train.add_argument(
+        "--set-current", action="store_true", help="point model_store/CURRENT at the new bundle"
+    )
 
     sim = commands.add_parser("simulate", help="write a simulated event log")
     sim.add_argument("--users", type=int, default=5_000)

@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             await redis.ping()
         except (RedisError, OSError) as error:
-            log.warning("Redis at %s is not reachable yet (%s); /readyz reports unready", settings.redis_url, error)
+            log.warning(
+                "Redis at %s is not reachable yet (%s); /readyz reports unready", settings.redis_url, error
+            )
         batcher = MicroBatcher(
             lambda rows, explain: app.state.services.model.engine.forward(rows, explain),
             settings.batch_max_rows,
@@ -60,7 +62,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
         await batcher.start()
         store = OnlineFeatureStore(
-            redis, settings.redis_prefix, settings.allowed_lateness_s, settings.max_future_skew_s, settings.retention_days
+            redis,
+            settings.redis_prefix,
+            settings.allowed_lateness_s,
+            settings.max_future_skew_s,
+            settings.retention_days,
         )
         app.state.services = Services(settings, clock, redis, store, model, batcher)
         log.info("serving model %s on %s", model.version, model.engine.device)

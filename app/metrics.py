@@ -24,9 +24,14 @@ INFERENCE_SECONDS = Histogram(
     "churn_inference_seconds", "Forward (and explanation) time of one batch.", buckets=LATENCY_BUCKETS
 )
 REDIS_SECONDS = Histogram(
-    "churn_redis_roundtrip_seconds", "Redis round-trip time by operation.", ["operation"], buckets=LATENCY_BUCKETS
+    "churn_redis_roundtrip_seconds",
+    "Redis round-trip time by operation.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
 )
-EVENTS = Counter("churn_events_total", "Events received, by outcome and rejection reason.", ["outcome", "reason"])
+EVENTS = Counter(
+    "churn_events_total", "Events received, by outcome and rejection reason.", ["outcome", "reason"]
+)
 SCORES = Counter("churn_scores_total", "Scores served, by risk tier.", ["tier"])
 SCORE_PROBABILITY = Histogram(
     "churn_score_probability",

@@ -42,7 +42,9 @@ def main() -> None:
     print(f"plain CSV read (reference): {reference:6.2f} s")
     print(f"read + validate:            {loaded:6.2f} s")
     print(f"features as of the end:     {computed:6.2f} s")
-    print(f"total: {total:.2f} s = {total / reference:.1f}x the plain read; {len(events) / total:,.0f} events/s")
+    print(
+        f"total: {total:.2f} s = {total / reference:.1f}x the plain read; {len(events) / total:,.0f} events/s"
+    )
     print(f"budget 30 s for 1M events: {'met' if total * 1e6 / len(events) < 30 else 'MISSED'}")
 
 

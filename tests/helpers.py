@@ -19,7 +19,12 @@ def rfc3339(when: datetime) -> str:
 
 
 def event(user: str, kind: str, at: datetime, eid: str | None = None, **fields: Any) -> dict[str, Any]:
-    row = {"event_id": eid or f"{user}-{kind}-{at.timestamp()}", "user_id": user, "type": kind, "ts": rfc3339(at)}
+    row = {
+        "event_id": eid or f"{user}-{kind}-{at.timestamp()}",
+        "user_id": user,
+        "type": kind,
+        "ts": rfc3339(at),
+    }
     return row | fields
 
 

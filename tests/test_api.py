@@ -47,7 +47,9 @@ def test_events_then_score_in_request_order(server: LiveServer) -> None:
         assert 0.0 <= r["churn_probability"] <= 1.0
         assert r["risk_tier"] in ("low", "medium", "high")
         assert r["segment"]
-        assert all(reason["contribution"] > 0 and reason["feature"] in spec.FEATURE_NAMES for reason in r["reasons"])
+        assert all(
+            reason["contribution"] > 0 and reason["feature"] in spec.FEATURE_NAMES for reason in r["reasons"]
+        )
         assert len(r["reasons"]) <= server.settings.explain_top_k
 
 
@@ -60,7 +62,9 @@ def test_explain_false_skips_reasons_and_changes_no_probability(server: LiveServ
     assert plain["churn_probability"] == explained["churn_probability"]
 
 
-def test_same_batch_twice_reports_duplicates_and_leaves_redis_byte_identical(server: LiveServer, redis_url: str) -> None:
+def test_same_batch_twice_reports_duplicates_and_leaves_redis_byte_identical(
+    server: LiveServer, redis_url: str
+) -> None:
     with server.client() as http:
         http.post("/events", json={"events": EVENTS})
         first = state(redis_url)
@@ -70,7 +74,10 @@ def test_same_batch_twice_reports_duplicates_and_leaves_redis_byte_identical(ser
 
 
 def test_late_and_future_events_are_rejected_with_their_reason(redis_url: str) -> None:
-    with live_server(redis_url, allowed_lateness_s=86_400, max_future_skew_s=60) as live, live.client() as http:
+    with (
+        live_server(redis_url, allowed_lateness_s=86_400, max_future_skew_s=60) as live,
+        live.client() as http,
+    ):
         future = event("carol", "page_view", before(seconds=-61), "f")
         body = http.post("/events", json={"events": [EVENTS[0], EVENTS[3], future]}).json()
     assert body["accepted"] == 0
@@ -192,7 +199,9 @@ BAD_SCORES: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "field"), BAD_SCORES, ids=[c[0] for c in BAD_SCORES])
-def test_bad_score_requests_are_422_naming_the_field(server: LiveServer, case: str, body: Any, field: str) -> None:
+def test_bad_score_requests_are_422_naming_the_field(
+    server: LiveServer, case: str, body: Any, field: str
+) -> None:
     with server.client() as http:
         reply = http.post("/score", json=body)
     assert reply.status_code == 422, case

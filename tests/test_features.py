@@ -37,7 +37,9 @@ def test_purchases_amounts_recency_and_gaps() -> None:
     rows = [
         event("u", "purchase", before(days=100), "p1", amount=10.0),
         event("u", "purchase", before(days=40), "p2", amount=20.25),
-        event("u", "purchase", before(days=10), "p3", amount=5.005),  # 5.005 * 100 is 500.4999... in binary: 500 cents
+        event(
+            "u", "purchase", before(days=10), "p3", amount=5.005
+        ),  # 5.005 * 100 is 500.4999... in binary: 500 cents
         event("u", "refund", before(days=5), "r1", amount=20.25),
     ]
     row = feature_row(rows, "u")

@@ -17,13 +17,15 @@ import redis.asyncio as aredis
 from app.features import offline, spec
 from app.features.online import OnlineFeatureStore
 from app.schemas import Event
-from tests.helpers import T, T_S, before, event
+from tests.helpers import T_S, T, before, event
 
 R = TypeVar("R")
 DAY = spec.DAY_SECONDS
 
 
-def run(redis_url: str, work: Callable[[OnlineFeatureStore], Awaitable[R]], prefix: str = "t", **kw: Any) -> R:
+def run(
+    redis_url: str, work: Callable[[OnlineFeatureStore], Awaitable[R]], prefix: str = "t", **kw: Any
+) -> R:
     async def main() -> R:
         client = aredis.Redis.from_url(redis_url)
         settings = {"allowed_lateness_s": 400 * DAY, "max_future_skew_s": 0, "retention_days": 400} | kw
@@ -94,8 +96,16 @@ def test_shuffled_arrival_gives_the_same_bytes(redis_url: str) -> None:
 def test_late_and_future_events_are_rejected_with_reasons(redis_url: str) -> None:
     late = EVENTS[1]
     future = Event.model_validate(event("a", "page_view", T + timedelta(seconds=301), "f"))
-    result = run(redis_url, lambda store: store.apply([late, future], T), allowed_lateness_s=7 * DAY, max_future_skew_s=300)
-    assert [(r.index, r.event_id, r.reason) for r in result.rejected] == [(0, "a1", "too_late"), (1, "f", "in_future")]
+    result = run(
+        redis_url,
+        lambda store: store.apply([late, future], T),
+        allowed_lateness_s=7 * DAY,
+        max_future_skew_s=300,
+    )
+    assert [(r.index, r.event_id, r.reason) for r in result.rejected] == [
+        (0, "a1", "too_late"),
+        (1, "f", "in_future"),
+    ]
     assert result.accepted == 0 and snapshot(redis_url, "t") == {}
 
 
@@ -114,5 +124,7 @@ def test_reads_at_later_times_still_match(redis_url: str, as_of_days: float) -> 
         return await store.read(["a", "b"], later)
 
     matrix, _ = run(redis_url, work)
-    expected = offline.features(offline.validate_events(pd.DataFrame(ROWS)), spec.unix_seconds(later), ["a", "b"])[1]
+    expected = offline.features(
+        offline.validate_events(pd.DataFrame(ROWS)), spec.unix_seconds(later), ["a", "b"]
+    )[1]
     np.testing.assert_array_equal(matrix, expected)

@@ -32,10 +32,18 @@ def as_of_times(validated: pd.DataFrame) -> list[int]:
     purchases = validated.loc[validated["kind"] == spec.PURCHASE, "ts_s"].sort_values().to_numpy()
     last = int(validated["ts_s"].max())
     middle = int(purchases[len(purchases) // 2])
-    return [last, middle, middle + 7 * spec.DAY_SECONDS, middle + 30 * spec.DAY_SECONDS, middle + 90 * spec.DAY_SECONDS]
+    return [
+        last,
+        middle,
+        middle + 7 * spec.DAY_SECONDS,
+        middle + 30 * spec.DAY_SECONDS,
+        middle + 90 * spec.DAY_SECONDS,
+    ]
 
 
-def test_online_features_equal_offline_features(redis_url: str, log: pd.DataFrame, validated: pd.DataFrame) -> None:
+def test_online_features_equal_offline_features(
+    redis_url: str, log: pd.DataFrame, validated: pd.DataFrame
+) -> None:
     users = sorted(validated["user_id"].unique())
     log_ts = pd.to_datetime(log["ts"], utc=True)
     covered = np.zeros(spec.N_FEATURES, dtype=bool)
@@ -47,13 +55,17 @@ def test_online_features_equal_offline_features(redis_url: str, log: pd.DataFram
         arrived = log[log_ts <= pd.Timestamp(now)].replace({np.nan: None}).to_dict("records")
         with live_server(redis_url, now=now) as server, server.client() as http:
             for start in range(0, len(arrived), 1000):
-                batch = [{k: v for k, v in row.items() if v is not None} for row in arrived[start : start + 1000]]
+                batch = [
+                    {k: v for k, v in row.items() if v is not None} for row in arrived[start : start + 1000]
+                ]
                 assert http.post("/events", json={"events": batch}).status_code == 200
             online = np.array(
                 [list(http.get(f"/users/{user}/features").json()["features"].values()) for user in users]
             )
         _, expected = offline.features(validated, as_of, users)
-        counts = [i for i, f in enumerate(spec.FEATURES) if "count" in f.name or f.name == "lifetime_purchases"]
+        counts = [
+            i for i, f in enumerate(spec.FEATURES) if "count" in f.name or f.name == "lifetime_purchases"
+        ]
         np.testing.assert_array_equal(online[:, counts], expected[:, counts])
         np.testing.assert_allclose(online, expected, rtol=1e-9, atol=0)
         defaults = np.array([f.default for f in spec.FEATURES])

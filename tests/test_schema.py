@@ -5,7 +5,13 @@ from pydantic import ValidationError
 
 from app.schemas import Event
 
-GOOD = {"event_id": "e1", "user_id": "u1", "type": "purchase", "ts": "2026-01-01T10:00:00+01:00", "amount": 9.5}
+GOOD = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "type": "purchase",
+    "ts": "2026-01-01T10:00:00+01:00",
+    "amount": 9.5,
+}
 
 
 def errors(**changes: Any) -> dict[str, str]:
@@ -45,7 +51,9 @@ def test_a_valid_event_parses_with_its_time_zone() -> None:
         ({"colour": "red"}, "colour", "Extra inputs"),
     ],
 )
-def test_bad_values_name_the_field_and_the_problem(changes: dict[str, Any], field: str, fragment: str) -> None:
+def test_bad_values_name_the_field_and_the_problem(
+    changes: dict[str, Any], field: str, fragment: str
+) -> None:
     found = errors(**changes)
     assert field in found, found
     assert fragment in found[field], found[field]

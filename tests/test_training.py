@@ -62,7 +62,7 @@ def test_a_changed_file_is_refused(trained: Path, tmp_path: Path) -> None:
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (path / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(bundle.BundleError, match="'sha256' failed: model.safetensors"):
+    with pytest.raises(bundle.BundleError, match=r"'sha256' failed: model\.safetensors"):
         bundle.load_bundle(tmp_path, path.name)
 
 
@@ -89,7 +89,7 @@ def test_another_feature_specification_is_refused(trained: Path, tmp_path: Path)
 def test_a_missing_file_is_refused(trained: Path, tmp_path: Path) -> None:
     path = copy_of(trained, tmp_path)
     (path / "tiers.json").unlink()
-    with pytest.raises(bundle.BundleError, match="'file presence' failed: tiers.json"):
+    with pytest.raises(bundle.BundleError, match=r"'file presence' failed: tiers\.json"):
         bundle.load_bundle(tmp_path, path.name)
 
 

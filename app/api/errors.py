@@ -23,7 +23,9 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def error(status: int, code: str, message: str, detail: list[dict[str, str]] | None = None, retry: bool = False) -> JSONResponse:
+def error(
+    status: int, code: str, message: str, detail: list[dict[str, str]] | None = None, retry: bool = False
+) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER_S} if retry else None
     body = {"error": code, "message": message, "detail": detail or []}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -37,7 +39,9 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    return error(503, "redis_unavailable", f"the feature store is unavailable ({type(exc).__name__})", retry=True)
+    return error(
+        503, "redis_unavailable", f"the feature store is unavailable ({type(exc).__name__})", retry=True
+    )
 
 
 async def _queue_full(_: Request, __: Exception) -> JSONResponse:

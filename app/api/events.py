@@ -18,5 +18,7 @@ async def post_events(batch: EventBatch, services: ServicesDep) -> EventsAccepte
     return EventsAccepted(
         accepted=result.accepted,
         duplicates=result.duplicates,
-        rejected=[RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason) for r in result.rejected],  # type: ignore[arg-type]
+        rejected=[
+            RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason) for r in result.rejected
+        ],
     )

@@ -1,5 +1,6 @@
 """Liveness, readiness, the model's description and metrics: none of them pass through the batcher."""
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -20,10 +21,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks = {"model": services.model is not None, "redis": False}
-    try:
+    with contextlib.suppress(RedisError, OSError):
         checks["redis"] = bool(await services.redis.ping())
-    except (RedisError, OSError):
-        pass
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -31,7 +30,16 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/model")
 async def model(services: ServicesDep) -> dict[str, Any]:
     manifest = services.model.bundle.manifest
-    keys = ("version", "dataset", "horizon_days", "split", "sizes", "metrics", "feature_names", "feature_spec_hash")
+    keys = (
+        "version",
+        "dataset",
+        "horizon_days",
+        "split",
+        "sizes",
+        "metrics",
+        "feature_names",
+        "feature_spec_hash",
+    )
     tiers = services.model.bundle.tiers
     return {key: manifest.get(key) for key in keys} | {"risk_tiers": tiers.to_json()}
 

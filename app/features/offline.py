@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,9 @@ def read_event_log(path: str | Path) -> pd.DataFrame:
     elif suffixes.endswith((".csv", ".csv.gz")):
         # Ids and times stay text: "00042" is an id, not the number 42.
         text = pa.string()
-        options = pa_csv.ConvertOptions(column_types=dict.fromkeys(("event_id", "user_id", "type", "ts"), text))
+        options = pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(("event_id", "user_id", "type", "ts"), text)
+        )
         raw = pa_csv.read_csv(path, convert_options=options).to_pandas()
     else:
         raise EventLogError(f"{path}: unknown format; use .csv, .jsonl or .parquet")
@@ -79,7 +80,9 @@ def validate_events(raw: pd.DataFrame) -> pd.DataFrame:
     ts = _parse_ts(raw["ts"], check)
 
     numbers = {
-        name: pd.to_numeric(raw[name], errors="coerce") if name in raw.columns else pd.Series(np.nan, raw.index)
+        name: pd.to_numeric(raw[name], errors="coerce")
+        if name in raw.columns
+        else pd.Series(np.nan, raw.index)
         for name in FIELD_RULES
     }
     for name, values in numbers.items():

@@ -2,9 +2,9 @@
 
 A user's events that can still matter (every event of the longest window, every purchase, the
 first and the last event) are kept as fixed-size records, sorted by (time, event-id fingerprint).
-Writing is one Lua script per user, atomic and idempotent; reading is one MGET for the whole batch, decoded with numpy and fed to
-the same `compute_features` as training. So served features equal trained ones by construction,
-for any events set and arrival order.
+Writing is one Lua script per user, atomic and idempotent; reading is one MGET for the whole batch,
+decoded with numpy and fed to the same `compute_features` as training. So served features equal
+trained ones by construction, for any set of events and any arrival order.
 
 Keys: `<prefix>:{<user_id>}:ev`. The braces are a Redis Cluster hash tag: a user's keys share a slot.
 """
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
+from typing import Literal
 
 import numpy as np
 from redis.asyncio import Redis
@@ -67,7 +68,7 @@ def decode(blobs: Sequence[bytes | None]) -> EventArrays:
 class Rejection:
     index: int
     event_id: str
-    reason: str  # too_late | in_future
+    reason: Literal["too_late", "in_future"]
 
 
 @dataclass
@@ -114,7 +115,9 @@ class OnlineFeatureStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, records in by_user.items():
                     await self._script(
-                        keys=[self.key(user_id)], args=[now_s - PRUNE_AFTER_S, self._ttl, *records], client=pipe
+                        keys=[self.key(user_id)],
+                        args=[now_s - PRUNE_AFTER_S, self._ttl, *records],
+                        client=pipe,
                     )
                 replies = await pipe.execute()
             metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
@@ -126,6 +129,6 @@ class OnlineFeatureStore:
     async def read(self, user_ids: Sequence[str], as_of: datetime) -> tuple[FloatMatrix, np.ndarray]:  # type: ignore[type-arg]
         """Feature matrix (request order) and known-user flags, in one round trip."""
         started = time.perf_counter()
-        blobs = await self._redis.mget([self.key(u) for u in user_ids])
+        blobs: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         return compute_features(decode(blobs), spec.unix_seconds(as_of))

@@ -103,7 +103,10 @@ def _features() -> tuple[Feature, ...]:
             False,
         ),
         Feature(
-            "review_rating_mean_90d", "mean rating of reviews in the 90-day window; 0 without reviews", 0.0, False
+            "review_rating_mean_90d",
+            "mean rating of reviews in the 90-day window; 0 without reviews",
+            0.0,
+            False,
         ),
         Feature(
             "low_rating_count_90d",

@@ -107,13 +107,16 @@ class MicroBatcher:
             while rows < self.max_rows:
                 try:
                     wait = flush_at - time.perf_counter()
-                    more = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self._queue.get(), wait)
+                    more = (
+                        self._queue.get_nowait()
+                        if wait <= 0
+                        else await asyncio.wait_for(self._queue.get(), wait)
+                    )
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
-                if more is _STOP or rows + len(more.rows) > self.max_rows:  # type: ignore[union-attr]
-                    self._carry = more
+                if not isinstance(more, _Job) or rows + len(more.rows) > self.max_rows:
+                    self._carry = more  # the stop marker, or a job for the next batch
                     break
-                assert isinstance(more, _Job)
                 batch.append(more)
                 rows += len(more.rows)
             self._queued_rows -= rows
@@ -151,5 +154,7 @@ class MicroBatcher:
         for job in live:
             end = offset + len(job.rows)
             if not job.future.done():
-                job.future.set_result((logits[offset:end], None if gradients is None else gradients[offset:end]))
+                job.future.set_result(
+                    (logits[offset:end], None if gradients is None else gradients[offset:end])
+                )
             offset = end

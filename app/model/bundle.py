@@ -128,7 +128,9 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
             raise _fail(path, "sha256", f"{name} does not match the manifest")
         contents[name] = data
     if manifest.get("feature_spec_hash") != spec.spec_hash():
-        raise _fail(path, "feature specification hash", "the bundle was trained on another feature specification")
+        raise _fail(
+            path, "feature specification hash", "the bundle was trained on another feature specification"
+        )
     if tuple(manifest.get("feature_names", ())) != spec.FEATURE_NAMES:
         raise _fail(path, "feature names", "names or order differ from app/features/spec.py")
 

@@ -27,6 +27,7 @@ class InferenceEngine:
             torch.set_num_threads(1)
         self.network = bundle.build_network().to(self.device)
         self.version = bundle.version
+        self.n_features = bundle.network_config.n_features
 
     def _to_device(self, rows: Float32Matrix) -> torch.Tensor:
         tensor = torch.from_numpy(rows)
@@ -47,7 +48,6 @@ class InferenceEngine:
 
     def warm_up(self, max_rows: int) -> None:
         """Touch every code path once before the first request (allocators, kernels, autograd)."""
-        width = self.network.layers[0].in_features
         for rows in sorted({1, max_rows}):
             for explain in (False, True):
-                self.forward(np.zeros((rows, width), dtype=np.float32), explain)
+                self.forward(np.zeros((rows, self.n_features), dtype=np.float32), explain)

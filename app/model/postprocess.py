@@ -39,7 +39,9 @@ class RiskTiers:
     decision: float
 
     def tier_index(self, probability: Vector) -> npt.NDArray[np.int64]:
-        return np.searchsorted(np.array([self.medium, self.high]), probability, side="right").astype(np.int64)
+        tiers: npt.NDArray[np.int64] = (probability >= self.medium).astype(np.int64)
+        tiers += probability >= self.high
+        return tiers
 
     def to_json(self) -> dict[str, Any]:
         return {"medium": self.medium, "high": self.high, "decision": self.decision}
@@ -58,7 +60,8 @@ class Segments:
 
     def assign(self, scaled: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         distance = ((scaled[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
-        return distance.argmin(axis=1).astype(np.int64)
+        nearest: npt.NDArray[np.int64] = distance.argmin(axis=1).astype(np.int64)
+        return nearest
 
     def to_json(self) -> dict[str, Any]:
         return {"names": list(self.names), "centroids": self.centroids.tolist()}

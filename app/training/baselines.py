@@ -68,7 +68,9 @@ def bg_nbd(events: pd.DataFrame, splits: Splits, horizon_days: int) -> Scores | 
 
     val_score, test_score = -np.log1p(expected(splits.validation)), -np.log1p(expected(splits.test))
     platt = LogisticRegression().fit(val_score.reshape(-1, 1), splits.validation.y)
-    return platt.predict_proba(val_score.reshape(-1, 1))[:, 1], platt.predict_proba(test_score.reshape(-1, 1))[:, 1]
+    return platt.predict_proba(val_score.reshape(-1, 1))[:, 1], platt.predict_proba(
+        test_score.reshape(-1, 1)
+    )[:, 1]
 
 
 def _rfm(events: pd.DataFrame, part: Labelled) -> pd.DataFrame:

@@ -41,5 +41,7 @@ def master_events(path: Path = MASTER) -> pd.DataFrame:
 
 def sample_user_ids(path: Path = SAMPLE) -> list[str]:
     """The customers of the 1/10 systematic sample: the standard test set."""
-    raw = pd.read_csv(path, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "dollars"])
+    raw = pd.read_csv(
+        path, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "dollars"]
+    )
     return sorted(raw["master_id"].drop_duplicates().map(user_id))

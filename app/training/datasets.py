@@ -34,16 +34,21 @@ class Splits:
     test: Labelled
 
 
-def churn_labels(events: pd.DataFrame, users: pd.Index, cutoff: int, horizon_days: int) -> npt.NDArray[np.int64]:
+def churn_labels(
+    events: pd.DataFrame, users: pd.Index, cutoff: int, horizon_days: int
+) -> npt.NDArray[np.int64]:
     """1 for users with no purchase in (cutoff, cutoff + horizon_days]."""
     end = cutoff + horizon_days * spec.DAY_SECONDS
     ts = events["ts_s"]
     in_horizon = (events["kind"] == spec.PURCHASE) & (ts > cutoff) & (ts <= end)
     buyers = pd.Index(events.loc[in_horizon, "user_id"].unique())
-    return (~users.isin(buyers)).astype(np.int64)
+    labels: npt.NDArray[np.int64] = (~users.isin(buyers)).astype(np.int64)
+    return labels
 
 
-def labelled(events: pd.DataFrame, cutoff: int, horizon_days: int, users: Sequence[str] | None = None) -> Labelled:
+def labelled(
+    events: pd.DataFrame, cutoff: int, horizon_days: int, users: Sequence[str] | None = None
+) -> Labelled:
     """Users with at least one event at or before the cutoff (optionally only `users`), with labels."""
     active = offline.active_users(events, cutoff)
     if users is not None:

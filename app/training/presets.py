@@ -46,7 +46,9 @@ def cdnow_standard(seed: int) -> TrainingJob:
     )
 
 
-def from_log(path: Path, train_cutoff: datetime, test_cutoff: datetime, horizon_days: int, seed: int) -> TrainingJob:
+def from_log(
+    path: Path, train_cutoff: datetime, test_cutoff: datetime, horizon_days: int, seed: int
+) -> TrainingJob:
     events = read_event_log(path)
     return TrainingJob(
         name="custom",

@@ -19,8 +19,18 @@ from app.features import spec
 from app.model.postprocess import Segments
 
 Vector = npt.NDArray[np.float64]
-METRIC_COLUMNS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier", "ece", "lift_top_decile_churn",
-    "lift_top_decile_retained")
+METRIC_COLUMNS = (
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "brier",
+    "ece",
+    "lift_top_decile_churn",
+    "lift_top_decile_retained",
+)
 
 
 def _png(figure: Any) -> bytes:
@@ -69,7 +79,9 @@ def plots(
         hits = np.cumsum(y[np.argsort(-p, kind="stable")]) / y.sum()
         ax.plot(np.arange(1, len(y) + 1) / len(y), hits, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="share of users contacted", ylabel="share of churners reached", title="Cumulative gains (test)")
+    ax.set(
+        xlabel="share of users contacted", ylabel="share of churners reached", title="Cumulative gains (test)"
+    )
     ax.legend(fontsize=7)
     out["gains.png"] = _png(fig)
 
@@ -93,7 +105,10 @@ def plots(
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     header = "| model | " + " | ".join(METRIC_COLUMNS) + " |"
     rule = "|---" * (len(METRIC_COLUMNS) + 1) + "|"
-    rows = [f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS) + " |" for name, m in metrics.items()]
+    rows = [
+        f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS) + " |"
+        for name, m in metrics.items()
+    ]
     return "\n".join([header, rule, *rows])
 
 
@@ -115,7 +130,8 @@ def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], se
         "",
         "## Test metrics",
         "",
-        "Precision, recall, F1 and accuracy at each model's F1-best threshold on validation; ECE over 10 bins.",
+        "Precision, recall, F1 and accuracy at each model's F1-best threshold on validation; "
+        "ECE over 10 bins.",
         "",
         metrics_table(metrics),
         "",
@@ -126,7 +142,8 @@ def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], se
         "## Limits",
         "",
         "- Scores rank users by risk over the stated horizon; they are not causal estimates of any action.",
-        "- Trained on the data above; a shift in traffic or catalogue calls for retraining and re-evaluation.",
+        "- Trained on the data above; a shift in traffic or catalogue calls for retraining "
+        "and re-evaluation.",
         "",
         "Plots: report/roc.png, report/pr.png, report/calibration.png, report/gains.png, "
         "report/feature_importance.png, report/segments.png.",

@@ -34,7 +34,11 @@ def name_profiles(centroids: npt.NDArray[np.float64]) -> tuple[str, ...]:
     names: list[str] = []
     for centroid in centroids:
         name = next(
-            (label for label, feature, sign in PROFILE_RULES if sign * centroid[spec.FEATURE_INDEX[feature]] > FAR),
+            (
+                label
+                for label, feature, sign in PROFILE_RULES
+                if sign * centroid[spec.FEATURE_INDEX[feature]] > FAR
+            ),
             "steady customers",
         )
         if name in names:

@@ -67,7 +67,10 @@ def simulate(config: SimulationConfig) -> Simulation:
     n = config.n_users
     shares = np.array([s.share for s in SEGMENTS])
     segment = rng.choice(len(SEGMENTS), size=n, p=shares / shares.sum())
-    seg = {field: np.array([getattr(s, field) for s in SEGMENTS])[segment] for field in Segment.__dataclass_fields__}
+    seg = {
+        field: np.array([getattr(s, field) for s in SEGMENTS])[segment]
+        for field in Segment.__dataclass_fields__
+    }
     joined = rng.integers(0, int(config.days * 0.7), size=n)
     activity = rng.gamma(4.0, 0.25, size=n)  # per-user intensity, mean 1
     satisfaction = rng.beta(5, 2, size=n)
@@ -104,7 +107,9 @@ def simulate(config: SimulationConfig) -> Simulation:
         support_memory = support_memory * 0.97 + np.bincount(
             users[kinds == spec.TYPE_CODE["support_contact"]], minlength=n
         )
-        low = (kinds == spec.REVIEW) & (day_events["rating"] <= spec.LOW_RATING_MAX)
+        low = (kinds == spec.REVIEW) & (
+            np.asarray(day_events["rating"], dtype=np.int64) <= spec.LOW_RATING_MAX
+        )
         bad_review_memory = bad_review_memory * 0.97 + np.bincount(users[low], minlength=n)
 
     events = _to_log(rng, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, config)
@@ -155,7 +160,9 @@ def _sessions(
     # Later steps of a session come later: offsets grow with the step's position in `parts`.
     step = np.concatenate([np.full(count.sum(), i) for i, (count, _) in enumerate(parts)])
     ts = start[session] + step * 60 + rng.integers(0, 60, size=len(session))
-    ts[kind == spec.REFUND] += rng.integers(1, 10, size=int((kind == spec.REFUND).sum())) * spec.DAY_SECONDS // 4
+    ts[kind == spec.REFUND] += (
+        rng.integers(1, 10, size=int((kind == spec.REFUND).sum())) * spec.DAY_SECONDS // 4
+    )
 
     basket = seg["basket_mean"][user[session]] * rng.lognormal(0, 0.5, size=len(session))
     amount = np.where((kind == spec.PURCHASE) | (kind == spec.REFUND), np.round(basket, 2), np.nan)

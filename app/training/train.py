@@ -37,7 +37,11 @@ def seed_everything(seed: int) -> None:
 
 
 def fit_network(
-    X_train: Matrix, y_train: npt.NDArray[np.int64], X_val: Matrix, y_val: npt.NDArray[np.int64], config: TrainConfig
+    X_train: Matrix,
+    y_train: npt.NDArray[np.int64],
+    X_val: Matrix,
+    y_val: npt.NDArray[np.int64],
+    config: TrainConfig,
 ) -> tuple[ChurnNet, NetworkConfig, int]:
     """Train until validation ROC AUC stops improving; return the best network and its epoch."""
     seed_everything(config.seed)
@@ -47,7 +51,9 @@ def fit_network(
     # Class weighting: the rarer class counts as much as the common one in the loss.
     pos_weight = torch.tensor((len(y_train) - positives) / positives, dtype=torch.float32)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     x, y = torch.as_tensor(X_train, dtype=torch.float32), torch.as_tensor(y_train, dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -74,7 +80,8 @@ def fit_network(
 def logits(network: ChurnNet, X: Matrix) -> Matrix:
     network.eval()
     with torch.inference_mode():
-        return network(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+        out: Matrix = network(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+        return out
 
 
 def fit_platt(val_logits: Matrix, y_val: npt.NDArray[np.int64]) -> PlattCalibration:
