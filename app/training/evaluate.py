@@ -41,13 +41,28 @@ def top_decile_lift(y: Labels, score: Vector) -> float:
     return float(y[top].mean() / y.mean())
 
 
-def metrics(y: Labels, probability: Vector, threshold: float) -> dict[str, float]:
+def roc_auc_interval(y: Labels, score: Vector, seed: int, resamples: int = 500) -> tuple[float, float]:
+    """A 95% bootstrap interval of ROC AUC over test users: how much of a gap is noise."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(y), len(y))
+        if 0 < y[pick].sum() < len(pick):
+            values.append(roc_auc_score(y[pick], score[pick]))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def metrics(y: Labels, probability: Vector, threshold: float, seed: int = 0) -> dict[str, float]:
     predicted = probability >= threshold
+    auc_low, auc_high = roc_auc_interval(y, probability, seed)
     tp = int((predicted & (y == 1)).sum())
     precision = tp / max(int(predicted.sum()), 1)
     recall = tp / max(int(y.sum()), 1)
     return {
         "roc_auc": float(roc_auc_score(y, probability)),
+        "roc_auc_ci95_low": auc_low,
+        "roc_auc_ci95_high": auc_high,
         "pr_auc": float(average_precision_score(y, probability)),
         "accuracy": float((predicted == (y == 1)).mean()),
         "precision": precision,

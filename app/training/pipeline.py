@@ -57,7 +57,7 @@ def run(job: TrainingJob, store: Path, config: TrainConfig, command: str, n_segm
     steps.update()
 
     metrics = {
-        name: evaluate.metrics(te.y, test_p, evaluate.f1_threshold(va.y, val_p))
+        name: evaluate.metrics(te.y, test_p, evaluate.f1_threshold(va.y, val_p), config.seed)
         for name, (val_p, test_p) in scores.items()
     }
     val_mlp = scores["mlp"][0]

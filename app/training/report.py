@@ -103,10 +103,12 @@ def plots(
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    header = "| model | " + " | ".join(METRIC_COLUMNS) + " |"
-    rule = "|---" * (len(METRIC_COLUMNS) + 1) + "|"
+    header = "| model | " + " | ".join(METRIC_COLUMNS) + " | roc_auc 95% CI |"
+    rule = "|---" * (len(METRIC_COLUMNS) + 2) + "|"
     rows = [
-        f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS) + " |"
+        f"| {name} | "
+        + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS)
+        + f" | {m['roc_auc_ci95_low']:.3f}-{m['roc_auc_ci95_high']:.3f} |"
         for name, m in metrics.items()
     ]
     return "\n".join([header, rule, *rows])

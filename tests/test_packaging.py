@@ -1,0 +1,22 @@
+"""Static checks of the container files (no Docker engine runs here)."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_runs_the_service_against_its_redis() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["churn"]
+    assert service["environment"]["CHURN_REDIS_URL"].startswith("redis://redis:")
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "redis" in compose["services"]
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
+    for words in lines:
+        for source in words[1:-1]:
+            assert (ROOT / source).exists(), source
