@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run redis test lint train train-cdnow bench clean
+.PHONY: install run redis-down test lint train train-cdnow bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m app redis-up
 	$(PY) -m app serve
+
+# Stops the Redis that `make run` started (or the one at CHURN_REDIS_URL).
+redis-down: install
+	$(PY) -m app redis-down
 
 test: install
 	$(PY) -m pytest -q

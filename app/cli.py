@@ -81,10 +81,22 @@ def _redis_up() -> None:
         sys.exit(f"CHURN_REDIS_URL={url} does not answer; start that Redis or unset the variable")
     port = urlparse(url).port or 6379
     start_daemon(Path(".data/redis"), port)
-    print(
-        f"started a local Redis on port {port} (data in .data/redis; "
-        f"stop it with: redis-cli -p {port} shutdown)"
-    )
+    print(f"started a local Redis on port {port} (data in .data/redis; stop it with: make redis-down)")
+
+
+def _redis_down() -> None:
+    import redis
+
+    from app.config import Settings
+    from app.redis_server import ping
+
+    url = Settings().redis_url
+    if not ping(url):
+        print(f"no Redis answers at {url}")
+        return
+    with redis.Redis.from_url(url, socket_timeout=2) as client:
+        client.shutdown(save=True)
+    print(f"Redis at {url} stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     commands.add_parser("serve", help="serve the API (settings from CHURN_* variables)")
     commands.add_parser("redis-up", help="start a local Redis unless CHURN_REDIS_URL points at one")
+    commands.add_parser("redis-down", help="stop the Redis at CHURN_REDIS_URL (default: the local one)")
 
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -124,3 +137,5 @@ def main(argv: list[str] | None = None) -> None:
         _serve()
     elif args.command == "redis-up":
         _redis_up()
+    elif args.command == "redis-down":
+        _redis_down()

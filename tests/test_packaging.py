@@ -16,7 +16,7 @@ def test_compose_runs_the_service_against_its_redis() -> None:
 
 
 def test_dockerfile_copies_only_what_exists() -> None:
-    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
-    for words in lines:
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    for words in (line.split() for line in dockerfile if line.startswith("COPY")):
         for source in words[1:-1]:
             assert (ROOT / source).exists(), source
