@@ -20,6 +20,9 @@ QUEUE_WAIT_SECONDS = Histogram(
     "churn_queue_wait_seconds", "Time a scoring job waited for its batch.", buckets=LATENCY_BUCKETS
 )
 QUEUE_ROWS = Gauge("churn_queue_rows", "Rows waiting for the model.")
+JOBS_SKIPPED = Counter(
+    "churn_jobs_skipped_total", "Scoring jobs dropped before inference, by reason.", ["reason"]
+)
 INFERENCE_SECONDS = Histogram(
     "churn_inference_seconds", "Forward (and explanation) time of one batch.", buckets=LATENCY_BUCKETS
 )

@@ -98,3 +98,40 @@ def test_stop_finishes_queued_work_then_refuses_more(engine: InferenceEngine) ->
             await batcher.submit(rows(1), False, 1.0)
 
     asyncio.run(main())
+
+
+def test_jobs_whose_request_gave_up_are_skipped(engine: InferenceEngine) -> None:
+    recording = Recording(engine, delay_s=0.2)
+
+    async def main() -> None:
+        batcher = MicroBatcher(recording, max_rows=4, max_delay_s=0, queue_max_rows=100)
+        await batcher.start()
+        busy = asyncio.create_task(batcher.submit(rows(4), False, 5.0))
+        await asyncio.sleep(0.05)  # the first batch now occupies the device
+        gone = asyncio.create_task(batcher.submit(rows(3), False, 5.0))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await busy
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert recording.sizes == [4]  # the 3 rows of the cancelled request never reached the model
+
+
+def test_a_disconnecting_client_cancels_its_work() -> None:
+    from starlette.requests import Request
+
+    from app.api.disconnect import ClientGone, unless_disconnected
+
+    async def main() -> bool:
+        async def receive() -> dict[str, str]:
+            await asyncio.sleep(0.01)
+            return {"type": "http.disconnect"}
+
+        work = asyncio.ensure_future(asyncio.sleep(10))
+        with pytest.raises(ClientGone):
+            await unless_disconnected(Request({"type": "http", "method": "POST"}, receive), work)
+        await asyncio.sleep(0)
+        return work.cancelled()
+
+    assert asyncio.run(main())

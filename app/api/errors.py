@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from app.api.disconnect import ClientGone
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 
 RETRY_AFTER_S = "1"
@@ -56,7 +57,13 @@ async def _stopping(_: Request, __: Exception) -> JSONResponse:
     return error(503, "shutting_down", "the service is shutting down", retry=True)
 
 
+async def _client_gone(_: Request, __: Exception) -> JSONResponse:
+    # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
+    return error(499, "client_closed_request", "the client disconnected before its scores were ready")
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(ConnectionError, _redis_down)

@@ -91,6 +91,9 @@ class MicroBatcher:
             outputs = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), timeout_s)
         except TimeoutError as error:
             raise DeadlineExceeded from error
+        finally:
+            for job in jobs:  # on timeout or cancellation, the loop must skip what is still queued
+                job.future.cancel()
         logits = np.concatenate([o[0] for o in outputs])
         gradients = [o[1] for o in outputs]
         return logits, (np.concatenate(gradients) if explain else None)  # type: ignore[arg-type]
@@ -128,9 +131,11 @@ class MicroBatcher:
         live = []
         for job in batch:
             if job.future.done():  # cancelled: the request gave up or its client went away
+                metrics.JOBS_SKIPPED.labels("cancelled").inc()
                 continue
             if job.deadline < now:
                 job.future.set_exception(DeadlineExceeded())
+                metrics.JOBS_SKIPPED.labels("deadline").inc()
                 continue
             metrics.QUEUE_WAIT_SECONDS.observe(now - job.enqueued)
             live.append(job)
