@@ -18,18 +18,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, get_args
 
-EVENT_TYPES: Final = (
-    "session_start",
-    "page_view",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "refund",
-    "review",
-    "support_contact",
-)
+from app.schemas import EventType
+
+# The order of the event schema's types is the order of the type codes stored online.
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
 PURCHASE: Final = TYPE_CODE["purchase"]
 REFUND: Final = TYPE_CODE["refund"]

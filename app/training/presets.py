@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
+
 from app.features.offline import read_event_log, validate_events
 from app.training import cdnow
 from app.training.datasets import time_split, user_split
@@ -20,14 +22,8 @@ SIM_HORIZON_DAYS = 30
 def simulated(seed: int, n_users: int = SIM_USERS) -> TrainingJob:
     config = SimulationConfig(n_users=n_users, seed=seed)
     events = validate_events(simulate(config).events)
-    return TrainingJob(
-        name="sim",
-        dataset=f"simulator: {n_users} users, {config.days} days from {config.start:%Y-%m-%d}, seed {seed}",
-        events=events,
-        splits=time_split(events, SIM_TRAIN_CUTOFF, SIM_TEST_CUTOFF, SIM_HORIZON_DAYS, seed),
-        horizon_days=SIM_HORIZON_DAYS,
-        split=_time_split_fields(SIM_TRAIN_CUTOFF, SIM_TEST_CUTOFF),
-    )
+    dataset = f"simulator: {n_users} users, {config.days} days from {config.start:%Y-%m-%d}, seed {seed}"
+    return _time_split_job("sim", dataset, events, SIM_TRAIN_CUTOFF, SIM_TEST_CUTOFF, SIM_HORIZON_DAYS, seed)
 
 
 def cdnow_standard(seed: int) -> TrainingJob:
@@ -50,15 +46,25 @@ def from_log(
     path: Path, train_cutoff: datetime, test_cutoff: datetime, horizon_days: int, seed: int
 ) -> TrainingJob:
     events = read_event_log(path)
-    return TrainingJob(
-        name="custom",
-        dataset=f"event log {path.name}",
-        events=events,
-        splits=time_split(events, train_cutoff, test_cutoff, horizon_days, seed),
-        horizon_days=horizon_days,
-        split=_time_split_fields(train_cutoff, test_cutoff),
+    return _time_split_job(
+        "custom", f"event log {path.name}", events, train_cutoff, test_cutoff, horizon_days, seed
     )
 
 
-def _time_split_fields(train_cutoff: datetime, test_cutoff: datetime) -> dict[str, str]:
-    return {"train_cutoff": train_cutoff.isoformat(), "test_cutoff": test_cutoff.isoformat()}
+def _time_split_job(
+    name: str,
+    dataset: str,
+    events: pd.DataFrame,
+    train_cutoff: datetime,
+    test_cutoff: datetime,
+    horizon_days: int,
+    seed: int,
+) -> TrainingJob:
+    return TrainingJob(
+        name=name,
+        dataset=dataset,
+        events=events,
+        splits=time_split(events, train_cutoff, test_cutoff, horizon_days, seed),
+        horizon_days=horizon_days,
+        split={"train_cutoff": train_cutoff.isoformat(), "test_cutoff": test_cutoff.isoformat()},
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -19,6 +20,7 @@ from app.features import spec
 from app.model.postprocess import Segments
 
 Vector = npt.NDArray[np.float64]
+Labels = npt.NDArray[np.int64]
 METRIC_COLUMNS = (
     "roc_auc",
     "pr_auc",
@@ -41,49 +43,55 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _roc(y: Labels, p: Vector) -> tuple[Vector, Vector]:
+    fpr, tpr, _ = roc_curve(y, p)
+    return fpr, tpr
+
+
+def _precision_recall(y: Labels, p: Vector) -> tuple[Vector, Vector]:
+    precision, recall, _ = precision_recall_curve(y, p)
+    return recall, precision
+
+
+def _calibration(y: Labels, p: Vector) -> tuple[Vector, Vector]:
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    return predicted, observed
+
+
+def _gains(y: Labels, p: Vector) -> tuple[Vector, Vector]:
+    reached = np.cumsum(y[np.argsort(-p, kind="stable")]) / y.sum()
+    return np.arange(1, len(y) + 1) / len(y), reached
+
+
+# file -> (curve, title, x label, y label, draw the diagonal)
+CURVES: dict[str, tuple[Callable[[Labels, Vector], tuple[Vector, Vector]], str, str, str, bool]] = {
+    "roc.png": (_roc, "ROC (test)", "false positive rate", "true positive rate", True),
+    "pr.png": (_precision_recall, "Precision-recall (test)", "recall", "precision", False),
+    "calibration.png": (
+        _calibration, "Calibration (test)", "predicted churn probability", "observed churn rate", True
+    ),
+    "gains.png": (
+        _gains, "Cumulative gains (test)", "share of users contacted", "share of churners reached", True
+    ),
+}  # fmt: skip
+
+
 def plots(
-    y: npt.NDArray[np.int64],
+    y: Labels,
     test_probabilities: dict[str, Vector],
     importance: Vector,
     segments: Segments,
 ) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, p in test_probabilities.items():
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
-    ax.legend(fontsize=7)
-    out["roc.png"] = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, p in test_probabilities.items():
-        precision, recall, _ = precision_recall_curve(y, p)
-        ax.plot(recall, precision, label=name)
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
-    ax.legend(fontsize=7)
-    out["pr.png"] = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, p in test_probabilities.items():
-        observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
-        ax.plot(predicted, observed, marker=".", label=name)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title="Calibration (test)")
-    ax.legend(fontsize=7)
-    out["calibration.png"] = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, p in test_probabilities.items():
-        hits = np.cumsum(y[np.argsort(-p, kind="stable")]) / y.sum()
-        ax.plot(np.arange(1, len(y) + 1) / len(y), hits, label=name)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(
-        xlabel="share of users contacted", ylabel="share of churners reached", title="Cumulative gains (test)"
-    )
-    ax.legend(fontsize=7)
-    out["gains.png"] = _png(fig)
+    for file, (curve, title, xlabel, ylabel, diagonal) in CURVES.items():
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for name, p in test_probabilities.items():
+            ax.plot(*curve(y, p), label=name)
+        if diagonal:
+            ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend(fontsize=7)
+        out[file] = _png(fig)
 
     top = np.argsort(-importance)[:15][::-1]
     fig, ax = plt.subplots(figsize=(6, 5))
