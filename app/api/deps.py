@@ -1,4 +1,7 @@
-"""Request dependencies, declared once as Annotated aliases."""
+"""Request dependencies, declared once as Annotated aliases.
+
+They are async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class Services:
     batcher: MicroBatcher
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
