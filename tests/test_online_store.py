@@ -128,3 +128,25 @@ def test_reads_at_later_times_still_match(redis_url: str, as_of_days: float) -> 
         offline.validate_events(pd.DataFrame(ROWS)), spec.unix_seconds(later), ["a", "b"]
     )[1]
     np.testing.assert_array_equal(matrix, expected)
+
+
+def test_apply_and_read_are_one_round_trip_each(redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        client.script_flush()  # as after a Redis restart: the first apply must load the script itself
+        client.config_resetstat()
+
+    async def work(store: OnlineFeatureStore) -> None:
+        await store.apply(EVENTS, T)
+        await store.apply(EVENTS, T)
+        await store.read(["a", "b"], T)
+
+    run(redis_url, work)
+    with redis.Redis.from_url(redis_url) as client:
+        calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
+    # Two applies of two users: 2 + 2 EVALSHA, and the first pair again after the one SCRIPT LOAD.
+    assert calls.pop("evalsha") == 6
+    assert sum(calls.pop(name) for name in list(calls) if name.startswith("script")) == 1
+    assert calls.pop("mget") == 1
+    inside_the_script = {"get", "set"}  # commandstats also counts what Lua runs: no round trips
+    connection_chatter = {"config", "config|resetstat", "info", "hello", "client", "client|setinfo", "ping"}
+    assert set(calls) <= inside_the_script | connection_chatter, calls

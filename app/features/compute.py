@@ -30,17 +30,25 @@ class EventArrays:
     kind: IntArray
     cents: IntArray
     rating: IntArray
+    time_ordered: bool = False  # already sorted by (user, ts), as the online store's records are
 
     def select(self, mask: npt.NDArray[np.bool_]) -> EventArrays:
+        if mask.all():
+            return self
         return EventArrays(
-            self.n_users, self.user[mask], self.ts[mask], self.kind[mask], self.cents[mask], self.rating[mask]
+            self.n_users,
+            self.user[mask],
+            self.ts[mask],
+            self.kind[mask],
+            self.cents[mask],
+            self.rating[mask],
+            self.time_ordered,
         )
 
     def in_user_time_order(self) -> EventArrays:
         """The same events sorted by (user, ts); stable, so equal times keep their order."""
-        key = self.user * (1 << 33) + self.ts  # ts < 2**32: one int64 key orders (user, ts)
-        if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
-            return self  # the online store's records arrive sorted already
+        if self.time_ordered:
+            return self
         order = np.lexsort((self.ts, self.user))
         return EventArrays(
             self.n_users,
@@ -49,7 +57,15 @@ class EventArrays:
             self.kind[order],
             self.cents[order],
             self.rating[order],
+            time_ordered=True,
         )
+
+
+# Column of `{kind}_count_{days}d` for every (kind, window), and of the windowed amounts.
+_COUNT_COLUMNS = np.array([[_I[f"{k}_count_{d}d"] for d in spec.WINDOWS_DAYS] for k in spec.EVENT_TYPES])
+_AMOUNT_WINDOWS = (30, 90)
+_WINDOW_EDGES = np.array(spec.WINDOWS_DAYS, dtype=np.int64) * spec.DAY_SECONDS
+_N_SLOTS = len(spec.WINDOWS_DAYS) + 1  # each window, plus "older than every window"
 
 
 def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
@@ -57,46 +73,49 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     n = events.n_users
     ev = events.select(events.ts <= as_of).in_user_time_order()
     out = np.empty((n, spec.N_FEATURES), dtype=np.float64)
-    for feature, column in zip(spec.FEATURES, out.T, strict=True):
-        column[:] = feature.default
+    out[:] = np.array([f.default for f in spec.FEATURES])
     age = as_of - ev.ts
+
+    # One pass for all windows: bin each event by the narrowest window holding it (an event exactly
+    # w days old is outside the w-day window), then a cumulative sum gives every window's total.
+    narrowest = np.searchsorted(_WINDOW_EDGES, age, side="right")
+    cell = (ev.user * _N_TYPES + ev.kind) * _N_SLOTS + narrowest
+    shape = (n, _N_TYPES, _N_SLOTS)
+    counts = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape).cumsum(axis=2)
+    out[:, _COUNT_COLUMNS.ravel()] = counts[:, :, :-1].reshape(n, -1)
+    cents = (
+        np.bincount(cell, weights=ev.cents, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape).cumsum(axis=2)
+    )
+    for code, kind in ((spec.PURCHASE, "purchase"), (spec.REFUND, "refund")):
+        for days in _AMOUNT_WINDOWS:
+            out[:, _I[f"{kind}_amount_{days}d"]] = cents[:, code, spec.WINDOWS_DAYS.index(days)] / 100.0
+
     is_purchase = ev.kind == spec.PURCHASE
-
-    for days in spec.WINDOWS_DAYS:
-        inside = age < days * spec.DAY_SECONDS
-        counts = np.bincount(ev.user[inside] * _N_TYPES + ev.kind[inside], minlength=n * _N_TYPES)
-        counts = counts.reshape(n, _N_TYPES)
-        for code, kind in enumerate(spec.EVENT_TYPES):
-            out[:, _I[f"{kind}_count_{days}d"]] = counts[:, code]
-        if days in (30, 90):
-            for code, kind in ((spec.PURCHASE, "purchase"), (spec.REFUND, "refund")):
-                sel = inside & (ev.kind == code)
-                cents = np.bincount(ev.user[sel], weights=ev.cents[sel], minlength=n)
-                out[:, _I[f"{kind}_amount_{days}d"]] = cents / 100.0
-
     _recency(out, ev, is_purchase, as_of)
     _purchase_history(out, ev, is_purchase)
     _ratios(out, ev, age)
     return out, np.bincount(ev.user, minlength=n) > 0
 
 
-def _recency(out: FloatMatrix, ev: EventArrays, is_purchase: npt.NDArray[np.bool_], as_of: int) -> None:
-    n = ev.n_users
-    last_event = np.full(n, np.iinfo(np.int64).min)
-    np.maximum.at(last_event, ev.user, ev.ts)
-    first_event = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(first_event, ev.user, ev.ts)
-    last_purchase = np.full(n, np.iinfo(np.int64).min)
-    np.maximum.at(last_purchase, ev.user[is_purchase], ev.ts[is_purchase])
+def _runs(user: IntArray) -> tuple[IntArray, IntArray]:
+    """First and last index of each user's run in user-sorted arrays."""
+    if len(user) == 0:
+        return user, user
+    change = np.flatnonzero(user[1:] != user[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    return starts, np.concatenate((change, [len(user)])) - 1
 
-    seen = last_event > np.iinfo(np.int64).min
-    bought = last_purchase > np.iinfo(np.int64).min
+
+def _recency(out: FloatMatrix, ev: EventArrays, is_purchase: npt.NDArray[np.bool_], as_of: int) -> None:
+    # Events are in (user, ts) order: a run's first event is the user's earliest, its last the latest.
     cap = spec.RECENCY_CAP_DAYS
-    out[seen, _I["days_since_last_event"]] = np.minimum((as_of - last_event[seen]) / spec.DAY_SECONDS, cap)
-    out[bought, _I["days_since_last_purchase"]] = np.minimum(
-        (as_of - last_purchase[bought]) / spec.DAY_SECONDS, cap
-    )
-    out[seen, _I["tenure_days"]] = (as_of - first_event[seen]) / spec.DAY_SECONDS
+    first, last = _runs(ev.user)
+    seen = ev.user[first]
+    out[seen, _I["days_since_last_event"]] = np.minimum((as_of - ev.ts[last]) / spec.DAY_SECONDS, cap)
+    out[seen, _I["tenure_days"]] = (as_of - ev.ts[first]) / spec.DAY_SECONDS
+    user, ts = ev.user[is_purchase], ev.ts[is_purchase]
+    _, last = _runs(user)
+    out[user[last], _I["days_since_last_purchase"]] = np.minimum((as_of - ts[last]) / spec.DAY_SECONDS, cap)
 
 
 def _purchase_history(out: FloatMatrix, ev: EventArrays, is_purchase: npt.NDArray[np.bool_]) -> None:

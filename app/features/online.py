@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from app import metrics
 from app.features import spec
@@ -31,6 +32,7 @@ from app.schemas import Event
 RECORD = struct.Struct(">IIBBi")
 RECORD_DTYPE = np.dtype([("ts", ">u4"), ("fp", ">u4"), ("kind", "u1"), ("rating", "u1"), ("cents", ">i4")])
 APPLY_SCRIPT = (files("app.features") / "apply_events.lua").read_text()
+APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 # Non-purchase records older than the longest window (plus a day of margin) are never read again.
 PRUNE_AFTER_S = (spec.LONGEST_WINDOW_DAYS + 1) * spec.DAY_SECONDS
 
@@ -61,6 +63,7 @@ def decode(blobs: Sequence[bytes | None]) -> EventArrays:
         kind=records["kind"].astype(np.int64),
         cents=records["cents"].astype(np.int64),
         rating=records["rating"].astype(np.int64),
+        time_ordered=True,  # each user's records are kept sorted, and users follow request order
     )
 
 
@@ -92,7 +95,6 @@ class OnlineFeatureStore:
         self._lateness = allowed_lateness_s
         self._skew = max_future_skew_s
         self._ttl = retention_days * spec.DAY_SECONDS
-        self._script = redis.register_script(APPLY_SCRIPT)
 
     def key(self, user_id: str) -> str:
         return f"{self._prefix}:{{{user_id}}}:ev"
@@ -112,22 +114,34 @@ class OnlineFeatureStore:
                 by_user.setdefault(event.user_id, []).append(encode(event))
         if by_user:
             started = time.perf_counter()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for user_id, records in by_user.items():
-                    await self._script(
-                        keys=[self.key(user_id)],
-                        args=[now_s - PRUNE_AFTER_S, self._ttl, *records],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
+            replies = await self._apply_scripts(by_user, now_s - PRUNE_AFTER_S)
             metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
             inserted = sum(sum(reply) for reply in replies)
             result.accepted = inserted
             result.duplicates = sum(len(r) for r in by_user.values()) - inserted
         return result
 
+    async def _apply_scripts(self, by_user: dict[str, list[bytes]], prune_before: int) -> list[list[int]]:
+        """EVALSHA per user in one pipeline: one round trip. The script is loaded only when Redis says
+        it lacks it (a restart); rerunning the batch then is safe because applying is idempotent."""
+        for attempt in range(2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for user_id, records in by_user.items():
+                        pipe.evalsha(APPLY_SHA, 1, self.key(user_id), prune_before, self._ttl, *records)
+                    replies: list[list[int]] = await pipe.execute()
+                    return replies
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self._redis.script_load(APPLY_SCRIPT)
+        raise AssertionError("unreachable")
+
     async def read(self, user_ids: Sequence[str], as_of: datetime) -> tuple[FloatMatrix, np.ndarray]:  # type: ignore[type-arg]
-        """Feature matrix (request order) and known-user flags, in one round trip."""
+        """Feature matrix (request order) and known-user flags, in one round trip.
+
+        `as_of` is meant to be the store's now (or later): records that pruning dropped cannot be
+        brought back for an earlier time."""
         started = time.perf_counter()
         blobs: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
