@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ SCHEMA_COLUMNS = ("event_id", "user_id", "type", "ts", "amount", "items", "ratin
 REQUIRED_COLUMNS = ("event_id", "user_id", "type", "ts")
 _TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:\d{2})$"
 _MAX_REPORTED = 5
+Check = Callable[[pd.Series, str, str], None]  # (rows that are bad, column, message)
 
 
 class EventLogError(ValueError):
@@ -114,8 +115,7 @@ def validate_events(raw: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates(subset=["user_id", "event_id"], keep="first", ignore_index=True)
 
 
-def _parse_ts(column: pd.Series, check: object) -> pd.Series:
-    assert callable(check)
+def _parse_ts(column: pd.Series, check: Check) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column):
         if getattr(column.dt, "tz", None) is None:
             raise EventLogError("column 'ts': naive timestamps; a time zone is required")
