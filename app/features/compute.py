@@ -66,14 +66,14 @@ _COUNT_COLUMNS = np.array([[_I[f"{k}_count_{d}d"] for d in spec.WINDOWS_DAYS] fo
 _AMOUNT_WINDOWS = (30, 90)
 _WINDOW_EDGES = np.array(spec.WINDOWS_DAYS, dtype=np.int64) * spec.DAY_SECONDS
 _N_SLOTS = len(spec.WINDOWS_DAYS) + 1  # each window, plus "older than every window"
+_DEFAULTS = np.array([f.default for f in spec.FEATURES])
 
 
 def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
     """The (n_users, N_FEATURES) matrix as of Unix second `as_of`, and which users have any event <= as_of."""
     n = events.n_users
     ev = events.select(events.ts <= as_of).in_user_time_order()
-    out = np.empty((n, spec.N_FEATURES), dtype=np.float64)
-    out[:] = np.array([f.default for f in spec.FEATURES])
+    out = np.tile(_DEFAULTS, (n, 1))
     age = as_of - ev.ts
 
     # One pass for all windows: bin each event by the narrowest window holding it (an event exactly
@@ -149,7 +149,7 @@ def _ratios(out: FloatMatrix, ev: EventArrays, age: IntArray) -> None:
     out[with_carts, _I["cart_conversion_30d"]] = np.minimum(1.0, purchases[with_carts] / carts[with_carts])
 
     reviews = (ev.kind == spec.REVIEW) & (age < 90 * spec.DAY_SECONDS)
-    n_reviews = np.bincount(ev.user[reviews], minlength=n)
+    n_reviews = out[:, _I["review_count_90d"]]
     rating_sum = np.bincount(ev.user[reviews], weights=ev.rating[reviews], minlength=n)
     reviewed = n_reviews > 0
     out[reviewed, _I["review_rating_mean_90d"]] = rating_sum[reviewed] / n_reviews[reviewed]

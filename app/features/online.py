@@ -42,9 +42,10 @@ def fingerprint(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big")
 
 
-def encode(event: Event) -> bytes:
+def encode(event: Event, ts: int) -> bytes:
+    """The event's 14-byte record; `ts` is its Unix second, which the caller has already computed."""
     return RECORD.pack(
-        spec.unix_seconds(event.ts),
+        ts,
         fingerprint(event.event_id),
         spec.TYPE_CODE[event.type],
         event.rating or 0,
@@ -111,7 +112,7 @@ class OnlineFeatureStore:
             elif ts > now_s + self._skew:
                 result.rejected.append(Rejection(index, event.event_id, "in_future"))
             else:
-                by_user.setdefault(event.user_id, []).append(encode(event))
+                by_user.setdefault(event.user_id, []).append(encode(event, ts))
         if by_user:
             started = time.perf_counter()
             replies = await self._apply_scripts(by_user, now_s - PRUNE_AFTER_S)
