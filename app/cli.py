@@ -55,14 +55,31 @@ def _serve() -> None:
     from app.config import Settings
 
     settings = Settings()
+    if settings.workers > 1:
+        prepare_multiprocess_metrics(Path(".data/prometheus"))
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=False,  # nothing here reads the client address; the middleware costs per request
         log_level="info",
         access_log=False,
     )
+
+
+def prepare_multiprocess_metrics(folder: Path) -> None:
+    """Workers share metrics through files in one folder, which must start empty (stale files from an
+    earlier run would be summed in). Set before any worker imports prometheus_client."""
+    import os
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
 
 
 def _redis_up() -> None:

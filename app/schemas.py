@@ -7,16 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-EventType = Literal[
-    "session_start",
-    "page_view",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "refund",
-    "review",
-    "support_contact",
-]
+from app.features.events import EventType, RejectionReason
 
 # Printable ASCII, so ids survive logs, URLs and Redis key names unchanged.
 PRINTABLE_CHAR = r"[\x20-\x7e]"
@@ -96,7 +87,7 @@ class EventBatch(BaseModel):
 class RejectedEvent(BaseModel):
     index: int
     event_id: str
-    reason: Literal["too_late", "in_future"]
+    reason: RejectionReason
 
 
 class EventsAccepted(BaseModel):

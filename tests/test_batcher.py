@@ -1,137 +1,153 @@
-"""The micro-batcher around the real engine of the committed model."""
+"""The micro-batcher: gathering, bounds, deadlines, cancellation, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
-import numpy as np
 import pytest
 
-from app.model.batcher import BatcherStopped, DeadlineExceeded, MicroBatcher, QueueFull, Rows
-from app.model.bundle import load_bundle
-from app.model.engine import InferenceEngine
+from app.model.batcher import BatcherStopped, DeadlineExceeded, Job, MicroBatcher, QueueFull
 
-STORE = Path(__file__).resolve().parents[1] / "model_store"
-
-
-@pytest.fixture(scope="module")
-def engine() -> InferenceEngine:
-    return InferenceEngine(load_bundle(STORE), "cpu")
-
-
-def rows(n: int, seed: int = 0) -> Rows:
-    return np.random.default_rng(seed).normal(size=(n, 46)).astype(np.float32)
+Batch = list[Job[list[int], list[int]]]
 
 
 class Recording:
-    """The real engine, noting the size of every batch it is given (and optionally slowed down)."""
+    """A process step that doubles each job's numbers, notes every batch it gets, and can be slow."""
 
-    def __init__(self, engine: InferenceEngine, delay_s: float = 0.0) -> None:
-        self.engine, self.delay_s, self.sizes = engine, delay_s, list[int]()
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s, self.batches = delay_s, list[list[list[int]]]()
 
-    def __call__(self, batch: Rows, explain: bool) -> tuple[Rows, Rows | None]:
-        self.sizes.append(len(batch))
-        time.sleep(self.delay_s)
-        return self.engine.forward(batch, explain)
+    async def __call__(self, jobs: Batch) -> list[list[int]]:
+        self.batches.append([job.payload for job in jobs])
+        await asyncio.sleep(self.delay_s)
+        return [[2 * x for x in job.payload] for job in jobs]
 
 
-def test_concurrent_jobs_share_batches_and_get_their_own_rows(engine: InferenceEngine) -> None:
-    recording = Recording(engine)
-    inputs = [rows(3, seed) for seed in range(20)]
+def run(
+    recording: Recording, main: Callable[[MicroBatcher[list[int], list[int]]], Awaitable[None]], **kw: float
+) -> None:
+    options = {"max_rows": 64, "max_delay_s": 0.002, "queue_max_rows": 1000} | kw
 
-    async def main() -> list[tuple[Rows, Rows | None]]:
-        batcher = MicroBatcher(recording, max_rows=64, max_delay_s=0.002, queue_max_rows=1000)
+    async def wrapper() -> None:
+        batcher = MicroBatcher(
+            recording, int(options["max_rows"]), options["max_delay_s"], int(options["queue_max_rows"])
+        )
         await batcher.start()
-        outputs = await asyncio.gather(*(batcher.submit(x, True, 5.0) for x in inputs))
+        await main(batcher)
         await batcher.stop()
-        return outputs
 
-    outputs = asyncio.run(main())
-    assert len(recording.sizes) < len(inputs) and sum(recording.sizes) == 60
-    for x, (logits, gradients) in zip(inputs, outputs, strict=True):
-        alone_logits, alone_gradients = engine.forward(x, True)
-        np.testing.assert_allclose(logits, alone_logits, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(gradients, alone_gradients, rtol=1e-6, atol=1e-6)  # type: ignore[arg-type]
+    asyncio.run(wrapper())
 
 
-def test_large_requests_are_split_into_bounded_batches(engine: InferenceEngine) -> None:
-    recording = Recording(engine)
-    x = rows(1000)
-
-    async def main() -> Rows:
-        batcher = MicroBatcher(recording, max_rows=256, max_delay_s=0.001, queue_max_rows=4096)
-        await batcher.start()
-        logits, _ = await batcher.submit(x, False, 5.0)
-        await batcher.stop()
-        return logits
-
-    logits = asyncio.run(main())
-    assert max(recording.sizes) <= 256 and sum(recording.sizes) == 1000
-    np.testing.assert_allclose(logits, engine.forward(x, False)[0], rtol=1e-6, atol=1e-6)
+async def result(
+    batcher: MicroBatcher[list[int], list[int]], payload: list[int], timeout: float = 5.0
+) -> list[int]:
+    return await batcher.submit(payload, len(payload), timeout).future
 
 
-def test_a_full_queue_refuses_and_a_slow_device_misses_deadlines(engine: InferenceEngine) -> None:
-    async def main() -> None:
-        batcher = MicroBatcher(Recording(engine, delay_s=0.3), max_rows=8, max_delay_s=0, queue_max_rows=16)
-        await batcher.start()
+def test_concurrent_jobs_share_batches_and_get_their_own_results() -> None:
+    recording = Recording()
+    payloads = [[i, i + 100, i + 200] for i in range(20)]
+    outputs: list[list[int]] = []
+
+    async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
+        outputs.extend(await asyncio.gather(*(result(batcher, p) for p in payloads)))
+
+    run(recording, main)
+    assert len(recording.batches) < len(payloads)
+    assert all(sum(len(p) for p in batch) <= 64 for batch in recording.batches)
+    assert outputs == [[2 * x for x in p] for p in payloads]
+
+
+def test_a_batch_closes_when_full_and_jobs_are_never_split() -> None:
+    recording = Recording()
+
+    async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
+        await asyncio.gather(*(result(batcher, [i] * 5) for i in range(6)))
+
+    run(recording, main, max_rows=12, max_delay_s=0.05)
+    assert [len(batch) for batch in recording.batches] == [2, 2, 2]  # 10 rows fit, a third job would not
+
+
+def test_a_full_queue_refuses_at_once_and_a_slow_step_misses_deadlines() -> None:
+    async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
+        first = asyncio.ensure_future(result(batcher, [1] * 8))  # occupies the slow step
+        await asyncio.sleep(0.01)
+        queued = batcher.submit([2] * 16, 16, 0.05)  # waits behind it, past its deadline
+        assert not batcher.has_room(1)
         with pytest.raises(QueueFull):
-            await batcher.submit(rows(17), False, 5.0)
+            batcher.submit([3], 1, 5.0)
+        await first
         with pytest.raises(DeadlineExceeded):
-            await batcher.submit(rows(4), False, 0.05)
-        await batcher.stop()
+            await queued.future
 
-    asyncio.run(main())
-
-
-def test_stop_finishes_queued_work_then_refuses_more(engine: InferenceEngine) -> None:
-    async def main() -> None:
-        batcher = MicroBatcher(Recording(engine, delay_s=0.02), max_rows=4, max_delay_s=0, queue_max_rows=100)
-        await batcher.start()
-        pending = [asyncio.create_task(batcher.submit(rows(4, s), False, 5.0)) for s in range(5)]
-        await asyncio.sleep(0)
-        await batcher.stop()
-        results = [await task for task in pending]
-        assert [len(logits) for logits, _ in results] == [4] * 5
-        with pytest.raises(BatcherStopped):
-            await batcher.submit(rows(1), False, 1.0)
-
-    asyncio.run(main())
+    run(Recording(delay_s=0.3), main, max_rows=16, max_delay_s=0, queue_max_rows=16)
 
 
-def test_jobs_whose_request_gave_up_are_skipped(engine: InferenceEngine) -> None:
-    recording = Recording(engine, delay_s=0.2)
+def test_stop_finishes_queued_work_then_refuses_more() -> None:
+    recording = Recording(delay_s=0.02)
 
     async def main() -> None:
         batcher = MicroBatcher(recording, max_rows=4, max_delay_s=0, queue_max_rows=100)
         await batcher.start()
-        busy = asyncio.create_task(batcher.submit(rows(4), False, 5.0))
-        await asyncio.sleep(0.05)  # the first batch now occupies the device
-        gone = asyncio.create_task(batcher.submit(rows(3), False, 5.0))
-        await asyncio.sleep(0.01)
-        gone.cancel()
-        await busy
+        jobs = [batcher.submit([s] * 4, 4, 5.0) for s in range(5)]
+        await batcher.stop()
+        assert [len(await job.future) for job in jobs] == [4] * 5
+        assert not batcher.has_room()
+        with pytest.raises(BatcherStopped):
+            batcher.submit([1], 1, 1.0)
+
+    asyncio.run(main())
+
+
+def test_jobs_whose_request_gave_up_are_skipped() -> None:
+    recording = Recording(delay_s=0.2)
+
+    async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
+        busy = batcher.submit([1] * 4, 4, 5.0)
+        await asyncio.sleep(0.05)  # the first batch is now in the slow step
+        gone = batcher.submit([2] * 3, 3, 5.0)
+        gone.future.cancel()
+        await busy.future
+
+    run(recording, main, max_rows=4, max_delay_s=0)
+    assert recording.batches == [[[1] * 4]]  # the cancelled job never reached the step
+
+
+def test_a_failed_batch_fails_its_jobs_not_the_batcher() -> None:
+    calls = 0
+
+    async def flaky(jobs: Batch) -> list[list[int]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("device lost")
+        return [job.payload for job in jobs]
+
+    async def main() -> None:
+        batcher = MicroBatcher(flaky, max_rows=8, max_delay_s=0, queue_max_rows=100)
+        await batcher.start()
+        with pytest.raises(RuntimeError):
+            await batcher.submit([1], 1, 5.0).future
+        assert await batcher.submit([2], 1, 5.0).future == [2]
         await batcher.stop()
 
     asyncio.run(main())
-    assert recording.sizes == [4]  # the 3 rows of the cancelled request never reached the model
 
 
-def test_a_disconnecting_client_cancels_its_work() -> None:
-    from starlette.requests import Request
-
-    from app.api.disconnect import ClientGone, unless_disconnected
+def test_a_disconnecting_client_cancels_its_job() -> None:
+    from app.api.disconnect import ClientGone, result_unless_gone
 
     async def main() -> bool:
         async def receive() -> dict[str, str]:
             await asyncio.sleep(0.01)
             return {"type": "http.disconnect"}
 
-        work = asyncio.ensure_future(asyncio.sleep(10))
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        job: Job[None, int] = Job(None, 1, float("inf"), future)
         with pytest.raises(ClientGone):
-            await unless_disconnected(Request({"type": "http", "method": "POST"}, receive), work)
-        await asyncio.sleep(0)
-        return work.cancelled()
+            await result_unless_gone(job, receive)
+        return future.cancelled()
 
     assert asyncio.run(main())

@@ -1,35 +1,51 @@
-"""Stop waiting for work whose client has gone, so the batcher can skip it."""
+"""Wait for a queued job, unless its client goes away first or its deadline passes."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+import time
+from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.types import Receive
 
-T = TypeVar("T")
+from app.model.batcher import DeadlineExceeded, Job
+
+R = TypeVar("R")
 
 
 class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive: Receive) -> None:
     # The body has been read, so the next ASGI message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`; if the client disconnects first, cancel it and raise ClientGone."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+async def result_unless_gone(job: Job[Any, R], receive: Receive) -> R:
+    """The job's result. If the client disconnects first, the job is cancelled (the batcher then skips
+    it) and ClientGone is raised; past its deadline, DeadlineExceeded.
+
+    One watcher task and one timer per request, and callbacks rather than asyncio.wait: this runs for
+    every scoring request."""
+    future = job.future
+    loop = asyncio.get_running_loop()
+    watcher = loop.create_task(_disconnected(receive))
+    watcher.add_done_callback(lambda _: future.cancel())
+    timer = loop.call_later(max(0.0, job.deadline - time.perf_counter()), _expire, future)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await future
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientGone from None
+        raise
     finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientGone
-    return task.result()
+        timer.cancel()
+        if not watcher.done():
+            watcher.cancel()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded())

@@ -1,21 +1,43 @@
-"""Every error the API answers, as one JSON shape: {"error", "message", "detail": [{"field", "message"}]}."""
+"""Every error the API answers, as one JSON shape: {"error", "message", "detail": [{"field", "message"}]}.
+
+`reply_for` maps an exception to its answer; the FastAPI exception handlers and the raw fast routes
+both use it, so an error reads the same whichever path served the request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from redis.exceptions import RedisError
+from starlette.responses import Response
 
 from app.api.disconnect import ClientGone
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
+from app.redis_client import PoolExhausted
 
-RETRY_AFTER_S = "1"
+RETRY_AFTER_S = b"1"
+JSON = (b"content-type", b"application/json")
 
 
-def field_path(loc: tuple[Any, ...]) -> str:
+@dataclass(frozen=True)
+class Reply:
+    """A finished HTTP answer: what both the fast routes and FastAPI responses are made from."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: [JSON])
+
+    def response(self) -> Response:
+        return Response(self.body, self.status, {k.decode(): v.decode() for k, v in self.headers})
+
+
+def field_path(loc: Sequence[Any]) -> str:
     """("body", "events", 3, "rating") -> "events[3].rating"."""
     parts = [p for p in loc if p not in ("body", "path", "query")]
     out = ""
@@ -26,47 +48,66 @@ def field_path(loc: tuple[Any, ...]) -> str:
 
 def error(
     status: int, code: str, message: str, detail: list[dict[str, str]] | None = None, retry: bool = False
-) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_S} if retry else None
-    body = {"error": code, "message": message, "detail": detail or []}
-    return JSONResponse(body, status_code=status, headers=headers)
+) -> Reply:
+    body = orjson.dumps({"error": code, "message": message, "detail": detail or []})
+    headers = [JSON, (b"retry-after", RETRY_AFTER_S)] if retry else [JSON]
+    return Reply(status, body, headers)
 
 
-async def _validation(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = [{"field": field_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+def invalid(errors: Sequence[Any]) -> Reply:
+    detail = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in errors]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:3])
     return error(422, "invalid_request", summary, detail)
 
 
-async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    return error(
-        503, "redis_unavailable", f"the feature store is unavailable ({type(exc).__name__})", retry=True
-    )
+def too_large(max_bytes: int) -> Reply:
+    detail = [{"field": "body", "message": f"at most {max_bytes} bytes"}]
+    return error(413, "payload_too_large", f"request body over {max_bytes} bytes", detail)
 
 
-async def _queue_full(_: Request, __: Exception) -> JSONResponse:
-    return error(429, "overloaded", "the scoring queue is full; retry shortly", retry=True)
+OVERLOADED = error(429, "overloaded", "the service is at capacity; retry shortly", retry=True)
 
 
-async def _deadline(_: Request, __: Exception) -> JSONResponse:
-    return error(503, "deadline_exceeded", "scoring did not finish before the request deadline", retry=True)
+def reply_for(exc: Exception) -> Reply | None:
+    """The answer to an exception a request can end with; None for a bug (a 500)."""
+    match exc:
+        case ValidationError():
+            return invalid(exc.errors(include_url=False))
+        case RequestValidationError():
+            return invalid(exc.errors())
+        case QueueFull() | PoolExhausted():
+            return OVERLOADED
+        case RedisError() | ConnectionError():
+            message = f"the feature store is unavailable ({type(exc).__name__})"
+            return error(503, "redis_unavailable", message, retry=True)
+        case DeadlineExceeded():
+            message = "scoring did not finish before the request deadline"
+            return error(503, "deadline_exceeded", message, retry=True)
+        case BatcherStopped():
+            return error(503, "shutting_down", "the service is shutting down", retry=True)
+        case ClientGone():
+            # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
+            return error(499, "client_closed_request", "the client disconnected before its answer was ready")
+    return None
 
 
-async def _stopping(_: Request, __: Exception) -> JSONResponse:
-    return error(503, "shutting_down", "the service is shutting down", retry=True)
-
-
-async def _client_gone(_: Request, __: Exception) -> JSONResponse:
-    # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
-    return error(499, "client_closed_request", "the client disconnected before its scores were ready")
+async def _handle(_: Request, exc: Exception) -> Response:
+    reply = reply_for(exc)
+    if reply is None:
+        raise exc
+    return reply.response()
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ClientGone, _client_gone)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(RedisError, _redis_down)
-    app.add_exception_handler(ConnectionError, _redis_down)
-    app.add_exception_handler(QueueFull, _queue_full)
-    app.add_exception_handler(DeadlineExceeded, _deadline)
-    app.add_exception_handler(BatcherStopped, _stopping)
+    for kind in (
+        ValidationError,
+        RequestValidationError,
+        QueueFull,
+        PoolExhausted,
+        RedisError,
+        ConnectionError,
+        DeadlineExceeded,
+        BatcherStopped,
+        ClientGone,
+    ):
+        app.add_exception_handler(kind, _handle)

@@ -1,24 +1,31 @@
-from fastapi import APIRouter
+"""POST /events: parse, apply in one Redis round trip, render."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request, Response
 
 from app import metrics
-from app.api.deps import ServicesDep
-from app.schemas import EventBatch, EventsAccepted, RejectedEvent
+from app.api.deps import ClockDep, StoreDep
+from app.api.documented import ERRORS, json_body
+from app.api.errors import Reply
+from app.clock import Clock
+from app.features.online import OnlineFeatureStore
+from app.schemas import EventBatch, EventsAccepted
 
 router = APIRouter(tags=["events"])
 
 
-@router.post("/events")
-async def post_events(batch: EventBatch, services: ServicesDep) -> EventsAccepted:
+async def answer(store: OnlineFeatureStore, clock: Clock, body: bytes) -> Reply:
+    """The whole request; raises what errors.reply_for answers (a busy pool is 429 before any write)."""
+    batch = EventBatch.model_validate_json(body)
+    result = await store.apply(batch.events, clock.now())
+    metrics.count_events(result.accepted, result.duplicates, [r.reason for r in result.rejected])
+    return Reply(200, orjson.dumps(result))
+
+
+@router.post("/events", response_model=EventsAccepted, responses=ERRORS, openapi_extra=json_body(EventBatch))
+async def post_events(request: Request, store: StoreDep, clock: ClockDep) -> Response:
     """Apply a batch of events; answered only after Redis has applied the accepted ones."""
-    result = await services.store.apply(batch.events, services.clock.now())
-    metrics.EVENTS.labels("accepted", "").inc(result.accepted)
-    metrics.EVENTS.labels("duplicate", "").inc(result.duplicates)
-    for rejection in result.rejected:
-        metrics.EVENTS.labels("rejected", rejection.reason).inc()
-    return EventsAccepted(
-        accepted=result.accepted,
-        duplicates=result.duplicates,
-        rejected=[
-            RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason) for r in result.rejected
-        ],
-    )
+    reply = await answer(store, clock, await request.body())
+    return reply.response()

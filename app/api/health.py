@@ -5,10 +5,11 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
-from app.api.deps import ServicesDep
+from app import metrics
+from app.api.deps import RedisProbeDep, ScoringDep
 
 router = APIRouter(tags=["operations"])
 
@@ -19,17 +20,18 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(services: ServicesDep) -> JSONResponse:
-    checks = {"model": services.model is not None, "redis": False}
+async def readyz(scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
+    """Ready when the model is loaded and Redis answers; load never makes it unready."""
+    checks = {"model": scoring.model is not None, "redis": False}
     with contextlib.suppress(RedisError, OSError):
-        checks["redis"] = bool(await services.redis.ping())
+        checks["redis"] = bool(await probe.ping())
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/model")
-async def model(services: ServicesDep) -> dict[str, Any]:
-    manifest = services.model.bundle.manifest
+async def model(scoring: ScoringDep) -> dict[str, Any]:
+    manifest = scoring.model.bundle.manifest
     keys = (
         "version",
         "dataset",
@@ -40,10 +42,11 @@ async def model(services: ServicesDep) -> dict[str, Any]:
         "feature_names",
         "feature_spec_hash",
     )
-    tiers = services.model.bundle.tiers
+    tiers = scoring.model.bundle.tiers
     return {key: manifest.get(key) for key in keys} | {"risk_tiers": tiers.to_json()}
 
 
 @router.get("/metrics")
 async def prometheus_metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    registry = metrics.multiprocess_registry() or REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.api.errors import too_large
+from app.api.fast import ROUTE_KEY
 
 
 class LatencyMetrics:
@@ -33,11 +33,8 @@ class LatencyMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            metrics.REQUEST_SECONDS.labels(template, scope["method"], str(status)).observe(
-                time.perf_counter() - started
-            )
+            template = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", "unmatched")
+            metrics.request_seconds(template, scope["method"], status).observe(time.perf_counter() - started)
 
 
 class BodyLimit:
@@ -86,20 +83,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        body: dict[str, Any] = {
-            "error": "payload_too_large",
-            "message": f"request body over {self.max_bytes} bytes",
-            "detail": [{"field": "body", "message": f"at most {self.max_bytes} bytes"}],
-        }
-        data = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        reply = too_large(self.max_bytes)
+        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})

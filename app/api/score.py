@@ -1,24 +1,34 @@
-from typing import Any
+"""POST /score: parse, admit, await the scoring pipeline, render."""
 
-from fastapi import APIRouter, Request
+from __future__ import annotations
 
-from app.api.deps import ServicesDep
-from app.api.disconnect import unless_disconnected
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.types import Receive
+
+from app.api.deps import ScoringDep
+from app.api.disconnect import result_unless_gone
+from app.api.documented import ERRORS, json_body
+from app.api.errors import Reply
+from app.model.batcher import QueueFull
+from app.model.scoring import ScoringService, result_of
 from app.schemas import ScoreRequest, ScoreResponse
 
 router = APIRouter(tags=["score"])
 
 
-@router.post("/score", response_model=ScoreResponse)
-async def score(request: ScoreRequest, services: ServicesDep, http: Request) -> dict[str, Any]:
+async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Reply:
+    """The whole request; raises what errors.reply_for answers."""
+    if not scoring.has_room():  # refuse before parsing, reading Redis or computing anything
+        raise QueueFull
+    ask = ScoreRequest.model_validate_json(body)
+    job = scoring.submit(ask.user_ids, ask.explain)
+    rows = await result_unless_gone(job, receive)
+    return Reply(200, orjson.dumps(result_of(job, rows), option=orjson.OPT_UTC_Z))
+
+
+@router.post("/score", response_model=ScoreResponse, responses=ERRORS, openapi_extra=json_body(ScoreRequest))
+async def score(request: Request, scoring: ScoringDep) -> Response:
     """Churn probability, risk tier, segment and reasons for each user, in request order."""
-    now = services.clock.now()
-    raw, known = await services.store.read(request.user_ids, now)
-    model = services.model  # one reference for the whole request, even if a swap happens meanwhile
-    scaled = model.scale(raw)
-    settings = services.settings
-    logits, gradients = await unless_disconnected(
-        http, services.batcher.submit(scaled, request.explain, settings.score_deadline_s)
-    )
-    results = model.results(request.user_ids, raw, scaled, known, logits, gradients, settings.explain_top_k)
-    return {"model_version": model.version, "scored_at": now, "results": results}
+    reply = await answer(scoring, await request.body(), request.receive)
+    return reply.response()

@@ -18,13 +18,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, get_args
+from typing import Final
 
-from app.schemas import EventType
+from app.features.events import EVENT_TYPE_CODES
 
-# The order of the event schema's types is the order of the type codes stored online.
-EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
-TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
+# Types in code order: the order of the per-type count features and of the spec's "event_types".
+EVENT_TYPES: Final[tuple[str, ...]] = tuple(sorted(EVENT_TYPE_CODES, key=EVENT_TYPE_CODES.__getitem__))
+TYPE_CODE: Final = EVENT_TYPE_CODES
 PURCHASE: Final = TYPE_CODE["purchase"]
 REFUND: Final = TYPE_CODE["refund"]
 ADD_TO_CART: Final = TYPE_CODE["add_to_cart"]

@@ -1,26 +1,21 @@
-"""Dynamic micro-batching: rows from concurrent requests share one forward pass.
+"""Dynamic micro-batching: jobs of concurrent requests share one pass of the expensive steps.
 
-A bounded queue of jobs; a batch closes when it is full (max rows) or when the first queued job has
-waited max_delay. One batch is in flight at a time, in one worker thread, off the event loop.
-Jobs whose request has gone (cancelled future) or whose deadline has passed are skipped.
+A bounded queue of jobs, measured in rows (users); a batch closes when it is full (max rows) or when
+its first job has waited max_delay. One batch is processed at a time. Jobs whose request has gone
+(cancelled future) or whose deadline has passed are dropped before processing. A job is never split:
+max_rows is at least the largest job a request can make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-import numpy as np
-import numpy.typing as npt
+from typing import Generic, TypeVar
 
 from app import metrics
-
-Rows = npt.NDArray[np.float32]
-Output = tuple[Rows, Rows | None]  # logits, input gradients (when explained)
-RunBatch = Callable[[Rows, bool], Output]
 
 
 class QueueFull(Exception):
@@ -28,35 +23,42 @@ class QueueFull(Exception):
 
 
 class DeadlineExceeded(Exception):
-    """The rows were not scored before the request's deadline."""
+    """The job was not processed before its request's deadline."""
 
 
 class BatcherStopped(Exception):
     """The service is shutting down and takes no new work."""
 
 
-@dataclass
-class _Job:
-    rows: Rows
-    explain: bool
+P = TypeVar("P")  # what a job asks for
+R = TypeVar("R")  # what it gets back
+
+
+@dataclass(eq=False)
+class Job(Generic[P, R]):
+    payload: P
+    rows: int
     deadline: float
-    future: asyncio.Future[Output]
+    future: asyncio.Future[R]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-_STOP = object()
+Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
 
 
-class MicroBatcher:
-    def __init__(self, run_batch: RunBatch, max_rows: int, max_delay_s: float, queue_max_rows: int) -> None:
-        self._run_batch = run_batch
+class MicroBatcher(Generic[P, R]):
+    def __init__(
+        self, process: Process[P, R], max_rows: int, max_delay_s: float, queue_max_rows: int
+    ) -> None:
+        self._process = process
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.queue_max_rows = queue_max_rows
-        self._queue: asyncio.Queue[_Job | object] = asyncio.Queue()
+        # A deque and one wake-up future rather than an asyncio.Queue: waiting on a queue with a
+        # timeout costs a task per job, and jobs arrive by the ten thousand per second.
+        self._queue: deque[Job[P, R]] = deque()
         self._queued_rows = 0
-        self._carry: _Job | object | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -66,100 +68,95 @@ class MicroBatcher:
     async def stop(self) -> None:
         """Take no new work, finish what is queued and in flight."""
         self._stopping = True
-        self._queue.put_nowait(_STOP)
+        self._wake()
         if self._task:
             await self._task
-        self._executor.shutdown(wait=True)
 
-    async def submit(self, rows: Rows, explain: bool, timeout_s: float) -> Output:
-        """Score `rows` (split into chunks of at most max_rows); raise QueueFull or DeadlineExceeded."""
+    def has_room(self, rows: int = 1) -> bool:
+        """Whether `rows` more would be admitted now: the check a request makes before any work."""
+        return not self._stopping and self._queued_rows + rows <= self.queue_max_rows
+
+    def submit(self, payload: P, rows: int, timeout_s: float) -> Job[P, R]:
+        """Queue a job; await `job.future` for its result. Raises QueueFull or BatcherStopped at once."""
         if self._stopping:
             raise BatcherStopped
-        if self._queued_rows + len(rows) > self.queue_max_rows:
+        if rows > self.max_rows:
+            raise ValueError(f"a job of {rows} rows exceeds the batch size {self.max_rows}")
+        if self._queued_rows + rows > self.queue_max_rows:
             raise QueueFull
-        loop = asyncio.get_running_loop()
-        deadline = time.perf_counter() + timeout_s
-        jobs = [
-            _Job(rows[start : start + self.max_rows], explain, deadline, loop.create_future())
-            for start in range(0, len(rows), self.max_rows)
-        ]
-        for job in jobs:
-            self._queue.put_nowait(job)
-        self._queued_rows += len(rows)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        job = Job(payload, rows, time.perf_counter() + timeout_s, future)
+        self._queue.append(job)
+        self._queued_rows += rows
         metrics.QUEUE_ROWS.set(self._queued_rows)
+        if len(self._queue) == 1 or self._queued_rows >= self.max_rows:
+            self._wake()  # a first job starts the delay; a full batch ends it
+        return job
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _sleep(self, until: float | None) -> None:
+        """Until woken by submit/stop, or until the perf_counter time `until`."""
+        loop = asyncio.get_running_loop()
+        self._wakeup = loop.create_future()
+        timer = None
+        if until is not None:
+            timer = loop.call_later(max(0.0, until - time.perf_counter()), self._wake)
         try:
-            outputs = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), timeout_s)
-        except TimeoutError as error:
-            raise DeadlineExceeded from error
+            await self._wakeup
         finally:
-            for job in jobs:  # on timeout or cancellation, the loop must skip what is still queued
-                job.future.cancel()
-        logits = np.concatenate([o[0] for o in outputs])
-        gradients = [o[1] for o in outputs]
-        return logits, (np.concatenate(gradients) if explain else None)  # type: ignore[arg-type]
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
 
     async def _loop(self) -> None:
         while True:
-            first = self._carry if self._carry is not None else await self._queue.get()
-            self._carry = None
-            if first is _STOP:
-                return
-            assert isinstance(first, _Job)
-            batch, rows = [first], len(first.rows)
-            flush_at = first.enqueued + self.max_delay_s
-            while rows < self.max_rows:
-                try:
-                    wait = flush_at - time.perf_counter()
-                    more = (
-                        self._queue.get_nowait()
-                        if wait <= 0
-                        else await asyncio.wait_for(self._queue.get(), wait)
-                    )
-                except (asyncio.QueueEmpty, TimeoutError):
-                    break
-                if not isinstance(more, _Job) or rows + len(more.rows) > self.max_rows:
-                    self._carry = more  # the stop marker, or a job for the next batch
-                    break
-                batch.append(more)
-                rows += len(more.rows)
-            self._queued_rows -= rows
-            metrics.QUEUE_ROWS.set(self._queued_rows)
-            await self._run(batch)
+            if not self._queue:
+                if self._stopping:
+                    return
+                await self._sleep(None)
+                continue
+            flush_at = self._queue[0].enqueued + self.max_delay_s
+            while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
+                await self._sleep(flush_at)
+            await self._run(self._take_batch())
 
-    async def _run(self, batch: list[_Job]) -> None:
+    def _take_batch(self) -> list[Job[P, R]]:
+        """Jobs from the front of the queue, up to max_rows (a job that does not fit waits its turn)."""
+        batch: list[Job[P, R]] = []
+        rows = 0
+        while self._queue and rows + self._queue[0].rows <= self.max_rows:
+            job = self._queue.popleft()
+            batch.append(job)
+            rows += job.rows
+        self._queued_rows -= rows
+        metrics.QUEUE_ROWS.set(self._queued_rows)
+        return batch
+
+    async def _run(self, batch: list[Job[P, R]]) -> None:
         now = time.perf_counter()
         live = []
         for job in batch:
             if job.future.done():  # cancelled: the request gave up or its client went away
                 metrics.JOBS_SKIPPED.labels("cancelled").inc()
-                continue
-            if job.deadline < now:
+            elif job.deadline < now:
                 job.future.set_exception(DeadlineExceeded())
                 metrics.JOBS_SKIPPED.labels("deadline").inc()
-                continue
-            metrics.QUEUE_WAIT_SECONDS.observe(now - job.enqueued)
-            live.append(job)
+            else:
+                metrics.QUEUE_WAIT_SECONDS.observe(now - job.enqueued)
+                live.append(job)
         if not live:
             return
-        rows = np.concatenate([job.rows for job in live]) if len(live) > 1 else live[0].rows
-        explain = any(job.explain for job in live)
-        metrics.BATCH_ROWS.observe(len(rows))
-        started = time.perf_counter()
+        metrics.BATCH_ROWS.observe(sum(job.rows for job in live))
         try:
-            logits, gradients = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, rows, explain
-            )
+            results = await self._process(live)
         except Exception as error:  # a failed batch fails its requests, not the batcher
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
-        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        offset = 0
-        for job in live:
-            end = offset + len(job.rows)
+        for job, result in zip(live, results, strict=True):
             if not job.future.done():
-                job.future.set_result(
-                    (logits[offset:end], None if gradients is None else gradients[offset:end])
-                )
-            offset = end
+                job.future.set_result(result)

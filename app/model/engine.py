@@ -7,6 +7,7 @@ import numpy.typing as npt
 import torch
 
 from app.model.bundle import ModelBundle
+from app.model.network import run_plan
 
 Float32Matrix = npt.NDArray[np.float32]
 
@@ -26,6 +27,7 @@ class InferenceEngine:
             # Batches run one after another; extra intra-op threads would only compete with the event loop.
             torch.set_num_threads(1)
         self.network = bundle.build_network().to(self.device)
+        self._plan = self.network.inference_plan()
         self.version = bundle.version
         self.n_features = bundle.network_config.n_features
 
@@ -40,9 +42,9 @@ class InferenceEngine:
         x = self._to_device(rows)
         if not explain:
             with torch.inference_mode():
-                return self.network(x).cpu().numpy(), None
+                return run_plan(self._plan, x).cpu().numpy(), None
         x.requires_grad_(True)
-        logits = self.network(x)
+        logits = run_plan(self._plan, x)
         (gradient,) = torch.autograd.grad(logits.sum(), x)
         return logits.detach().cpu().numpy(), gradient.cpu().numpy()
 

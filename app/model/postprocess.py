@@ -59,7 +59,9 @@ class Segments:
     centroids: npt.NDArray[np.float64]
 
     def assign(self, scaled: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        distance = ((scaled[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centroid: one matrix product
+        # instead of an (rows x centroids x features) array.
+        distance = (self.centroids**2).sum(axis=1) - 2.0 * (scaled @ self.centroids.T)
         nearest: npt.NDArray[np.int64] = distance.argmin(axis=1).astype(np.int64)
         return nearest
 

@@ -30,8 +30,12 @@ class Preprocessor:
         return cls(spec.FEATURE_NAMES, log1p, shaped.mean(axis=0), np.where(std > 1e-12, std, 1.0))
 
     def transform(self, raw: Matrix) -> Matrix:
-        scaled = (_shape(raw, self.log1p) - self.mean) / self.scale
-        return np.clip(scaled, -CLIP_Z, CLIP_Z)
+        # The same operations as (_shape(raw) - mean) / scale, clipped, done in place: identical values,
+        # one allocation instead of five (this runs on every served batch).
+        scaled = _shape(raw, self.log1p)
+        scaled -= self.mean
+        scaled /= self.scale
+        return np.clip(scaled, -CLIP_Z, CLIP_Z, out=scaled)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,5 +59,6 @@ class Preprocessor:
 def _shape(raw: Matrix, log1p: npt.NDArray[np.bool_]) -> Matrix:
     # Counts and amounts are >= 0 by construction; the clip guards the transform, not the data.
     shaped = np.array(raw, dtype=np.float64, copy=True)
-    shaped[:, log1p] = np.log1p(np.maximum(shaped[:, log1p], 0.0))
+    columns = np.flatnonzero(log1p)
+    shaped[:, columns] = np.log1p(np.maximum(shaped[:, columns], 0.0))
     return shaped

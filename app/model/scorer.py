@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +12,7 @@ from app.features import spec
 from app.model.bundle import ModelBundle
 from app.model.engine import InferenceEngine
 from app.model.postprocess import TIERS
+from app.model.results import Reason, ScoredRows
 
 Matrix = npt.NDArray[np.float64]
 
@@ -24,42 +24,27 @@ class ChurnModel:
         self.bundle = bundle
         self.version = bundle.version
         self.engine = InferenceEngine(bundle, device)
+        self._probability_histogram = metrics.SCORE_PROBABILITY.labels(self.version)
+        self._tier_counters = [metrics.SCORES.labels(tier) for tier in TIERS]
 
-    def scale(self, raw: Matrix) -> npt.NDArray[np.float32]:
-        return self.bundle.preprocessor.transform(raw).astype(np.float32)
-
-    def results(
-        self,
-        user_ids: Sequence[str],
-        raw: Matrix,
-        scaled: npt.NDArray[np.float32],
-        known: npt.NDArray[np.bool_],
-        logits: npt.NDArray[np.float32],
-        gradients: npt.NDArray[np.float32] | None,
-        top_k: int,
-    ) -> list[dict[str, Any]]:
-        calibration = self.bundle.calibration
-        probability = calibration.probability(logits.astype(np.float64))
+    def score(
+        self, raw: Matrix, known: npt.NDArray[np.bool_], scored_at: datetime, explain: bool, top_k: int
+    ) -> ScoredRows:
+        """Scale, forward (and backward when explaining), calibrate, tier and segment a whole batch."""
+        scaled_exact = self.bundle.preprocessor.transform(raw)
+        scaled = scaled_exact.astype(np.float32)
+        logits, gradients = self.engine.forward(scaled, explain)
+        probability = self.bundle.calibration.probability(logits.astype(np.float64))
         tiers = self.bundle.tiers.tier_index(probability)
-        segments = self.bundle.segments.assign(scaled.astype(np.float64))
+        segments = self.bundle.segments.assign(scaled_exact)
         reasons = None if gradients is None else self._reasons(raw, scaled, probability, gradients, top_k)
-        for tier, count in zip(*np.unique(tiers, return_counts=True), strict=True):
-            metrics.SCORES.labels(TIERS[tier]).inc(int(count))
-        histogram = metrics.SCORE_PROBABILITY.labels(self.version)
-        for p in probability:
-            histogram.observe(float(p))
-        names = self.bundle.segments.names
-        return [
-            {
-                "user_id": user_id,
-                "churn_probability": float(probability[i]),
-                "risk_tier": TIERS[tiers[i]],
-                "segment": names[segments[i]],
-                "known_user": bool(known[i]),
-                "reasons": None if reasons is None else reasons[i],
-            }
-            for i, user_id in enumerate(user_ids)
-        ]
+        for tier, count in enumerate(np.bincount(tiers, minlength=len(TIERS))):
+            if count:
+                self._tier_counters[tier].inc(int(count))
+        metrics.observe_many(self._probability_histogram, probability)
+        return ScoredRows(
+            self.version, scored_at, probability, tiers, segments, known, self.bundle.segments.names, reasons
+        )
 
     def _reasons(
         self,
@@ -68,22 +53,21 @@ class ChurnModel:
         probability: Matrix,
         gradients: npt.NDArray[np.float32],
         top_k: int,
-    ) -> list[list[dict[str, Any]]]:
+    ) -> list[list[Reason]]:
         """Gradient x (input - baseline) on the probability scale; the baseline is the training mean (0
         after scaling). Only features that push the risk up are reasons."""
         slope = self.bundle.calibration.slope
         dp_dlogit = slope * probability * (1 - probability)
         contribution = gradients.astype(np.float64) * scaled * dp_dlogit[:, None]
         top = np.argsort(-contribution, axis=1)[:, :top_k]
+        rows = np.arange(len(raw))[:, None]
+        top_values, top_contributions = raw[rows, top].tolist(), contribution[rows, top].tolist()
+        names = spec.FEATURE_NAMES
         return [
             [
-                {
-                    "feature": spec.FEATURE_NAMES[j],
-                    "value": float(raw[i, j]),
-                    "contribution": float(contribution[i, j]),
-                }
-                for j in top[i]
-                if contribution[i, j] > 0
+                {"feature": names[j], "value": value, "contribution": share}
+                for j, value, share in zip(features, values, shares, strict=True)
+                if share > 0
             ]
-            for i in range(len(raw))
+            for features, values, shares in zip(top.tolist(), top_values, top_contributions, strict=True)
         ]

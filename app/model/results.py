@@ -1,0 +1,88 @@
+"""What scoring produces: typed per-user results, kept column-wise until a request takes its slice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from app.model.postprocess import TIERS
+
+
+# Per-user results are TypedDicts: typed for the checker, plain dicts at run time, which are several
+# times cheaper to build and serialise than dataclass instances at thousands of users per batch.
+class Reason(TypedDict):
+    feature: str
+    value: float
+    contribution: float  # added churn probability, gradient x (value - training mean)
+
+
+class UserScore(TypedDict):
+    user_id: str
+    churn_probability: float
+    risk_tier: str
+    segment: str
+    known_user: bool
+    reasons: list[Reason] | None  # None when the request did not ask for explanations
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """One model's answers for consecutive rows of a batch, as arrays (cheap to slice)."""
+
+    model_version: str
+    scored_at: datetime
+    probability: npt.NDArray[np.float64]
+    tier: npt.NDArray[np.int64]
+    segment: npt.NDArray[np.int64]
+    known: npt.NDArray[np.bool_]
+    segment_names: tuple[str, ...]
+    reasons: list[list[Reason]] | None
+
+    def slice(self, start: int, stop: int, explain: bool) -> ScoredRows:
+        reasons = self.reasons[start:stop] if explain and self.reasons is not None else None
+        return ScoredRows(
+            self.model_version,
+            self.scored_at,
+            self.probability[start:stop],
+            self.tier[start:stop],
+            self.segment[start:stop],
+            self.known[start:stop],
+            self.segment_names,
+            reasons,
+        )
+
+    def users(self, user_ids: list[str]) -> list[UserScore]:
+        names = self.segment_names
+        reasons = self.reasons or [None] * len(user_ids)  # type: ignore[list-item]
+        return [
+            {
+                "user_id": user_id,
+                "churn_probability": p,
+                "risk_tier": TIERS[t],
+                "segment": names[s],
+                "known_user": k,
+                "reasons": r,
+            }
+            for user_id, p, t, s, k, r in zip(
+                user_ids,
+                self.probability.tolist(),
+                self.tier.tolist(),
+                self.segment.tolist(),
+                self.known.tolist(),
+                reasons,
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The answer to one request: its users, in request order, scored by one model."""
+
+    model_version: str
+    scored_at: datetime
+    results: list[UserScore]

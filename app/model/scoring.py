@@ -1,0 +1,116 @@
+"""Scoring as one pipeline: user ids of concurrent requests in, typed results out.
+
+A request is admitted (or refused before any work), queued as a job of user ids with the model it was
+admitted with, and awaited. Each gathered batch then does every expensive step once: one MGET, one
+feature computation, one scaling, one forward pass (and one backward when any job wants reasons), one
+post-processing; each job gets its slice. A model swap between admission and inference never mixes
+versions: jobs are grouped by the model they carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.clock import Clock
+from app.features import spec
+from app.features.online import OnlineFeatureStore
+from app.model.batcher import DeadlineExceeded, Job, MicroBatcher
+from app.model.results import ScoredRows, ScoreResult
+from app.model.scorer import ChurnModel
+
+
+@dataclass(frozen=True)
+class ScoreAsk:
+    user_ids: list[str]
+    explain: bool
+    model: ChurnModel
+
+
+ScoreJob = Job[ScoreAsk, ScoredRows]
+
+
+class ScoringService:
+    def __init__(
+        self,
+        store: OnlineFeatureStore,
+        model: ChurnModel,
+        clock: Clock,
+        *,
+        max_rows: int,
+        max_delay_s: float,
+        queue_max_rows: int,
+        deadline_s: float,
+        explain_top_k: int,
+    ) -> None:
+        self._store = store
+        self._model = model
+        self._clock = clock
+        self._deadline_s = deadline_s
+        self._top_k = explain_top_k
+        self.batcher: MicroBatcher[ScoreAsk, ScoredRows] = MicroBatcher(
+            self._process, max_rows, max_delay_s, queue_max_rows
+        )
+
+    @property
+    def model(self) -> ChurnModel:
+        return self._model
+
+    def swap_model(self, model: ChurnModel) -> None:
+        """Serve `model` from now on; jobs already admitted finish with the model they were admitted with."""
+        self._model = model
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def has_room(self, rows: int = 1) -> bool:
+        return self.batcher.has_room(rows)
+
+    def submit(self, user_ids: list[str], explain: bool) -> ScoreJob:
+        """Admit and queue; raises QueueFull or BatcherStopped before any work is done."""
+        return self.batcher.submit(ScoreAsk(user_ids, explain, self._model), len(user_ids), self._deadline_s)
+
+    async def score(self, user_ids: list[str], explain: bool) -> ScoreResult:
+        """Admit, queue and await one request's scores (in request order)."""
+        job = self.submit(user_ids, explain)
+        try:
+            rows = await asyncio.wait_for(job.future, self._deadline_s)
+        except TimeoutError as error:
+            raise DeadlineExceeded from error
+        return result_of(job, rows)
+
+    async def _process(self, jobs: list[ScoreJob]) -> list[ScoredRows]:
+        scored_at = self._clock.now()
+        user_ids = [user for job in jobs for user in job.payload.user_ids]
+        blobs = await self._store.fetch(user_ids)
+        raw, known = self._store.features(blobs, spec.unix_seconds(scored_at))
+        results: list[ScoredRows | None] = [None] * len(jobs)
+        starts = np.cumsum([0] + [job.rows for job in jobs]).tolist()
+        # Normally one group; two only when a swap happened while jobs were queued.
+        for model in {id(job.payload.model): job.payload.model for job in jobs}.values():
+            members = [i for i, job in enumerate(jobs) if job.payload.model is model]
+            rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
+            explain = any(jobs[i].payload.explain for i in members)
+            scored = model.score(raw[rows], known[rows], scored_at, explain, self._top_k)
+            offset = 0
+            for i in members:
+                size = jobs[i].rows
+                results[i] = scored.slice(offset, offset + size, jobs[i].payload.explain)
+                offset += size
+        return [r for r in results if r is not None]
+
+
+def result_of(job: ScoreJob, rows: ScoredRows) -> ScoreResult:
+    """The request-level answer of a finished job."""
+    return ScoreResult(rows.model_version, rows.scored_at, rows.users(job.payload.user_ids))
+
+
+def wait_time(job: ScoreJob) -> float:
+    """Seconds left before the job's deadline."""
+    return max(0.0, job.deadline - time.perf_counter())

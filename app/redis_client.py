@@ -1,0 +1,60 @@
+"""Redis clients: the store's pool, which tells overload from an outage, and a separate health probe."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.config import Settings
+
+
+class PoolExhausted(Exception):
+    """Every pooled connection stayed busy for the whole wait: the service is overloaded, Redis is not
+    down. Deliberately not a RedisError, so it is answered 429, never 503."""
+
+
+class StorePool(BlockingConnectionPool):
+    """Waits a bounded time for a free connection instead of failing at once, and reports a wait that
+    ran out as PoolExhausted (redis-py raises the ConnectionError of a dead server)."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisConnectionError as error:
+            if isinstance(error.__cause__, asyncio.TimeoutError):
+                raise PoolExhausted from error
+            raise
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    # Explicit timeouts and no retries: a request must fail fast (503) rather than hang while Redis
+    # is down or paused.
+    return {
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def connect_store(settings: Settings) -> aredis.Redis:
+    pool = StorePool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+        **_options(settings),
+    )
+    return aredis.Redis.from_pool(pool)
+
+
+def connect_probe(settings: Settings) -> aredis.Redis:
+    """Connections of its own, so /readyz measures whether Redis answers, not how busy the store is."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=2, timeout=settings.redis_timeout_s, **_options(settings)
+    )
+    return aredis.Redis.from_pool(pool)

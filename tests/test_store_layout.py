@@ -1,0 +1,99 @@
+"""What must never change by accident: type codes, the record layout, the key; and how a request's
+records are put in order for the write script."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, get_args
+
+import numpy as np
+
+from app import schemas
+from app.features import events, records, spec
+from app.features.online import OnlineFeatureStore, plan
+from app.schemas import Event
+from tests.helpers import T_S, T, before, event
+from tests.test_online_store import EVENTS, run
+
+
+def test_event_type_codes_are_pinned() -> None:
+    # Stored records and the committed model's feature order use these numbers: renumbering breaks both.
+    assert events.EVENT_TYPE_CODES == {
+        "session_start": 0,
+        "page_view": 1,
+        "add_to_cart": 2,
+        "remove_from_cart": 3,
+        "purchase": 4,
+        "refund": 5,
+        "review": 6,
+        "support_contact": 7,
+    }
+    assert get_args(events.EventType) == spec.EVENT_TYPES
+    assert schemas.EventType is events.EventType
+    assert spec.spec_hash() == "8d931c2b52dcf88cfdde342a8e71d663b7f102f10584b3decb1d2f9ea669f010"
+
+
+def test_rejection_reasons_are_one_list() -> None:
+    reasons = set(get_args(events.RejectionReason))
+    assert reasons == {"too_late", "in_future", "user_over_capacity"}
+    assert set(get_args(schemas.RejectedEvent.model_fields["reason"].annotation)) == reasons
+
+
+def test_record_layout_is_derived_from_one_field_list() -> None:
+    assert records.RECORD.format == ">IIBBi" and records.RECORD.size == 14
+    assert records.RECORD_DTYPE.names == tuple(name for name, _ in records.FIELDS)
+    assert records.RECORD_DTYPE.itemsize == records.RECORD.size
+    assert records.LUA_HEAD_FORMAT == ">I4I4B"
+    # The script reads the kind as the head's last byte.
+    assert struct.calcsize(">IIB") - 1 == records.RECORD_DTYPE.fields["kind"][1]
+    record = records.RECORD.pack(T_S, 7, spec.PURCHASE, 3, -250)
+    decoded = np.frombuffer(record, dtype=records.RECORD_DTYPE)[0]
+    assert decoded.tolist() == (T_S, 7, spec.PURCHASE, 3, -250)
+
+
+def test_keys_name_the_layout_version_inside_the_user_hash_tag() -> None:
+    store = OnlineFeatureStore(None, "churn", 0, 0, 1)  # type: ignore[arg-type]
+    assert store.key("u-1") == "churn:{u-1}:ev:v1"
+
+
+def entry(ts: int, eid: str, index: int) -> tuple[int, int, int, bytes]:
+    fp = records.fingerprint(eid)
+    return ts, fp, index, records.RECORD.pack(ts, fp, 1, 0, index)  # cents tell copies apart
+
+
+def test_plan_sorts_by_time_and_fingerprint_and_keeps_the_first_of_repeats() -> None:
+    entries = [entry(30, "c", 0), entry(10, "a", 1), entry(30, "c", 2), entry(20, "b", 3), entry(10, "a", 4)]
+    write = plan(entries)
+    assert write.indices == [1, 3, 0]  # (10, a), (20, b), (30, c): the first copy of each
+    assert write.records == [entries[i][3] for i in (1, 3, 0)]
+    assert write.repeats == 2
+
+
+def test_repeats_within_one_request_count_as_duplicates(redis_url: str) -> None:
+    batch = [EVENTS[0], EVENTS[3], EVENTS[0], EVENTS[8], EVENTS[3], EVENTS[0]]
+    result = run(redis_url, lambda store: store.apply(batch, T))
+    assert (result.accepted, result.duplicates, result.rejected) == (3, 3, [])
+    again = run(redis_url, lambda store: store.apply([*batch, EVENTS[1]], T))
+    assert (again.accepted, again.duplicates) == (1, 6)
+
+
+def test_read_is_fetch_then_features(redis_url: str) -> None:
+    async def work(store: OnlineFeatureStore) -> tuple[Any, Any, list[bytes | None]]:
+        await store.apply(EVENTS, T)
+        blobs = await store.fetch(["a", "nobody", "b"])
+        return store.features(blobs, T_S), await store.read(["a", "nobody", "b"], T), blobs
+
+    (matrix, known), (read_matrix, read_known), blobs = run(redis_url, work)
+    np.testing.assert_array_equal(matrix, read_matrix)
+    assert known.tolist() == read_known.tolist() == [True, False, True]
+    assert blobs[1] is None and all(len(b or b"") % records.RECORD.size == 0 for b in blobs)
+    assert run(redis_url, lambda store: store.fetch([])) == []
+
+
+def test_a_late_event_is_merged_into_its_place(redis_url: str) -> None:
+    late = Event.model_validate(event("a", "page_view", before(days=8), "late"))
+    run(redis_url, lambda store: store.apply(EVENTS, T))
+    run(redis_url, lambda store: store.apply([late], T))
+    (blob,) = run(redis_url, lambda store: store.fetch(["a"]))
+    ts = np.frombuffer(blob or b"", dtype=records.RECORD_DTYPE)["ts"].astype(np.int64)
+    assert (np.diff(ts) >= 0).all() and spec.unix_seconds(late.ts) in ts
