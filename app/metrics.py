@@ -29,8 +29,13 @@ QUEUE_ROWS = Gauge("churn_queue_rows", "Users admitted and waiting for a batch."
 JOBS_SKIPPED = Counter(
     "churn_jobs_skipped_total", "Scoring jobs dropped before inference, by reason.", ["reason"]
 )
+FEATURE_SECONDS = Histogram(
+    "churn_feature_seconds", "Decoding records and computing features for one batch.", buckets=LATENCY_BUCKETS
+)
 INFERENCE_SECONDS = Histogram(
-    "churn_inference_seconds", "Forward (and explanation) time of one batch.", buckets=LATENCY_BUCKETS
+    "churn_inference_seconds",
+    "Scaling, forward (and explanation) and post-processing of one batch.",
+    buckets=LATENCY_BUCKETS,
 )
 REDIS_SECONDS = Histogram(
     "churn_redis_roundtrip_seconds",

@@ -121,6 +121,7 @@ def test_metrics_parse_and_hold_every_service_metric(server: LiveServer) -> None
         "churn_http_request_duration_seconds",
         "churn_batch_rows",
         "churn_queue_wait_seconds",
+        "churn_feature_seconds",
         "churn_inference_seconds",
         "churn_redis_roundtrip_seconds",
         "churn_events",

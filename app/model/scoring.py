@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import metrics
 from app.clock import Clock
 from app.features import spec
 from app.features.online import OnlineFeatureStore
@@ -89,7 +90,9 @@ class ScoringService:
         scored_at = self._clock.now()
         user_ids = [user for job in jobs for user in job.payload.user_ids]
         blobs = await self._store.fetch(user_ids)
+        started = time.perf_counter()
         raw, known = self._store.features(blobs, spec.unix_seconds(scored_at))
+        metrics.FEATURE_SECONDS.observe(time.perf_counter() - started)
         results: list[ScoredRows | None] = [None] * len(jobs)
         starts = np.cumsum([0] + [job.rows for job in jobs]).tolist()
         # Normally one group; two only when a swap happened while jobs were queued.
@@ -97,7 +100,9 @@ class ScoringService:
             members = [i for i, job in enumerate(jobs) if job.payload.model is model]
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
             explain = any(jobs[i].payload.explain for i in members)
+            started = time.perf_counter()
             scored = model.score(raw[rows], known[rows], scored_at, explain, self._top_k)
+            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
             offset = 0
             for i in members:
                 size = jobs[i].rows
@@ -109,8 +114,3 @@ class ScoringService:
 def result_of(job: ScoreJob, rows: ScoredRows) -> ScoreResult:
     """The request-level answer of a finished job."""
     return ScoreResult(rows.model_version, rows.scored_at, rows.users(job.payload.user_ids))
-
-
-def wait_time(job: ScoreJob) -> float:
-    """Seconds left before the job's deadline."""
-    return max(0.0, job.deadline - time.perf_counter())
