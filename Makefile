@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run redis-down test lint train train-cdnow bench clean
+.PHONY: install run redis-down test lint train train-cdnow bench bench-serve clean
 
 install: $(STAMP)
 
@@ -42,6 +42,18 @@ train-cdnow: install
 bench: install
 	$(PY) -m bench.offline_features
 	$(PY) -m bench.online_store
+
+# Our service beside Mosec, a tutorial FastAPI service and the ceilings, all started here (about 8
+# minutes; ARGS=--quick for a 2-minute smoke run). Figures land in bench/results/serve.json.
+bench-serve: install $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q wrk; \
+	  else echo "bench-serve needs wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu), then retry" >&2; exit 1; fi; }
+	$(PY) -m bench.serve $(ARGS)
+
+$(VENV)/.bench-installed: pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .data out .pytest_cache .mypy_cache .ruff_cache

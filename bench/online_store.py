@@ -1,8 +1,9 @@
-"""The online store against a real Redis: event apply throughput, batch read latency, memory per user.
+"""The online store against a real Redis: event apply throughput, batch read latency, memory per user,
+and the time one busy user's write holds Redis.
 
 References measured in the same run, on the same server: redis-benchmark (SET/GET, when installed) for
 apply throughput, and a bare MGET of the same keys for read latency.
-Run: python -m bench.online_store [--users 2000] [--redis-url URL]
+Run: python -m bench.online_store [--users 2000] [--busy-trials 20] [--redis-url URL]
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ import statistics
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import redis
 import redis.asyncio as aredis
 
+from app.features.capacity import MAX_PURCHASE_RECORDS
 from app.features.online import OnlineFeatureStore
+from app.features.records import RECORD
 from app.redis_server import RedisProcess
 from app.schemas import Event
 from app.training.simulate import SimulationConfig, simulate
 
 BATCH = 100
+BUSY_HISTORY, BUSY_BATCH = 10_000, 1_000
+# A busy user's mix of event types other than purchases, and their shares.
+OTHER_TYPES = ("page_view", "session_start", "add_to_cart", "remove_from_cart", "review", "support_contact")
+OTHER_SHARES = np.array([0.6, 0.1, 0.1, 0.05, 0.05, 0.05]) / 0.95
 
 
 def load_events(users: int, days: int) -> tuple[list[Event], datetime]:
@@ -114,23 +121,81 @@ async def measure(url: str, events: list[Event], now: datetime, reads: int) -> N
     print(f"  (MEMORY USAGE, of which {value_bytes:,.0f} B are records; aim <= 2,048 B)")
 
 
+def busy_events(
+    user: str, n: int, now: datetime, span_s: int, seed: int, purchases: float = 0.05
+) -> list[Event]:
+    """`n` events of one user, at random times in the `span_s` seconds up to `now`."""
+    rng = np.random.default_rng(seed)
+    ages = rng.integers(0, span_s, size=n)
+    shares = [*(OTHER_SHARES * (1 - purchases)), purchases]
+    kinds = rng.choice([*OTHER_TYPES, "purchase"], size=n, p=shares)
+    extra = {"purchase": {"amount": 9.99}, "review": {"rating": 4}}
+    return [
+        Event.model_validate(
+            {
+                "event_id": f"{user}-{seed}-{i}",
+                "user_id": user,
+                "type": kind,
+                "ts": now - timedelta(seconds=int(age)),
+            }
+            | extra.get(str(kind), {})
+        )
+        for i, (age, kind) in enumerate(zip(ages, kinds, strict=True))
+    ]
+
+
+async def measure_busy_user(url: str, now: datetime, trials: int) -> None:
+    """Usec inside Redis (commandstats) of applying 1,000 new events to a user who already sent 10,000
+    inside the window: the new ones the newest, or spread over the last 7 days (late arrivals), or the
+    newest again for a user who also holds the most purchases kept."""
+    client = aredis.Redis.from_url(url, socket_timeout=30)
+    sync = redis.Redis.from_url(url)
+    store = OnlineFeatureStore(client, "busy", 3_650 * 86_400, 300, 400)
+    start = now - timedelta(minutes=20)
+    history = busy_events("busy", BUSY_HISTORY, start, 89 * 86_400, seed=1)
+    purchases = busy_events("busy", MAX_PURCHASE_RECORDS, start, 89 * 86_400, seed=4, purchases=1.0)
+    cases = {
+        "newest": (history, busy_events("busy", BUSY_BATCH, now, 600, seed=2)),
+        "last 7 days": (history, busy_events("busy", BUSY_BATCH, now, 7 * 86_400, seed=3)),
+        "purchases full": (history + purchases, busy_events("busy", BUSY_BATCH, now, 600, seed=2)),
+    }
+    print(f"one busy user: {BUSY_HISTORY:,} events in the window, then {BUSY_BATCH:,} new ({trials} trials)")
+    for name, (before, batch) in cases.items():
+        usec = []
+        for _ in range(trials):
+            sync.delete(store.key("busy"))
+            await store.apply(before, now)
+            sync.config_resetstat()
+            await store.apply(batch, now)
+            usec.append(sync.info("commandstats")["cmdstat_evalsha"]["usec"])
+        kept = (sync.strlen(store.key("busy")) or 0) // RECORD.size
+        print(
+            f"  {name:14s} inside Redis: median {statistics.median(usec):,.0f} us, max {max(usec):,} us"
+            f"  (target <= 5,000 us; {kept:,} records kept)"
+        )
+    await client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--days", type=int, default=150, help="history length; windows reach back 90 days")
     parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--busy-trials", type=int, default=20)
     parser.add_argument("--redis-url", help="an existing Redis to use (it is FLUSHED); default: start one")
     args = parser.parse_args()
     events, last = load_events(args.users, args.days)
     now = last.astimezone(UTC)
     if args.redis_url:
         asyncio.run(measure(args.redis_url, events, now, args.reads))
+        asyncio.run(measure_busy_user(args.redis_url, now, args.busy_trials))
         return
     with tempfile.TemporaryDirectory() as folder:
         server = RedisProcess(Path(folder))
         server.start()
         try:
             asyncio.run(measure(server.url, events, now, args.reads))
+            asyncio.run(measure_busy_user(server.url, now, args.busy_trials))
         finally:
             server.stop()
 
