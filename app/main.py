@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from app.features.online import OnlineFeatureStore
 from app.model.bundle import load_bundle
 from app.model.scorer import ChurnModel
 from app.model.scoring import ScoringService
+from app.process_tuning import settle_after_startup
 from app.redis_client import connect_probe, connect_store
 
 log = logging.getLogger("churn")
@@ -80,11 +80,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await scoring.start()
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
-        # Everything loaded so far (torch, numpy, the model) lives as long as the process. Freezing it
-        # keeps the collector from walking those objects again: unfrozen, each full collection under
-        # load stalled every request for about 100 ms.
-        gc.collect()
-        gc.freeze()
+        settle_after_startup()
         log.info("serving model %s on %s", model.version, model.engine.device)
         try:
             yield

@@ -77,24 +77,37 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     age = as_of - ev.ts
 
     # One pass for all windows: bin each event by the narrowest window holding it (an event exactly
-    # w days old is outside the w-day window), then a cumulative sum gives every window's total.
-    narrowest = np.searchsorted(_WINDOW_EDGES, age, side="right")
+    # w days old is outside the w-day window), then running sums over the bins give every window's total.
+    # (Comparisons, not searchsorted, and index arrays, not boolean masks: this runs on every served
+    # batch, and both are several times faster on arrays of this size.)
+    narrowest = sum(((age >= edge).view(np.int8) for edge in _WINDOW_EDGES), np.zeros(len(age), np.int8))
     cell = (ev.user * _N_TYPES + ev.kind) * _N_SLOTS + narrowest
     shape = (n, _N_TYPES, _N_SLOTS)
-    counts = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape).cumsum(axis=2)
-    out[:, _COUNT_COLUMNS.ravel()] = counts[:, :, :-1].reshape(n, -1)
-    cents = (
-        np.bincount(cell, weights=ev.cents, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape).cumsum(axis=2)
-    )
-    for code, kind in ((spec.PURCHASE, "purchase"), (spec.REFUND, "refund")):
-        for days in _AMOUNT_WINDOWS:
-            out[:, _I[f"{kind}_amount_{days}d"]] = cents[:, code, spec.WINDOWS_DAYS.index(days)] / 100.0
+    bins = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
+    running = bins[:, :, 0].copy()
+    for window in range(len(spec.WINDOWS_DAYS)):
+        if window:
+            running += bins[:, :, window]
+        out[:, _COUNT_COLUMNS[:, window]] = running
 
     is_purchase = ev.kind == spec.PURCHASE
-    _recency(out, ev, is_purchase, as_of)
-    _purchase_history(out, ev, is_purchase)
+    purchases = np.flatnonzero(is_purchase)
+    _amounts(out, ev, cell, np.flatnonzero(is_purchase | (ev.kind == spec.REFUND)))
+    _recency(out, ev, purchases, as_of)
+    _purchase_history(out, ev, purchases)
     _ratios(out, ev, age)
     return out, np.bincount(ev.user, minlength=n) > 0
+
+
+def _amounts(out: FloatMatrix, ev: EventArrays, cell: IntArray, paid: IntArray) -> None:
+    """Windowed purchase and refund amounts, from the events that carry an amount."""
+    n = ev.n_users
+    shape = (n, _N_TYPES, _N_SLOTS)
+    bins = np.bincount(cell[paid], weights=ev.cents[paid], minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
+    for code, kind in ((spec.PURCHASE, "purchase"), (spec.REFUND, "refund")):
+        for days in _AMOUNT_WINDOWS:
+            window = spec.WINDOWS_DAYS.index(days)
+            out[:, _I[f"{kind}_amount_{days}d"]] = bins[:, code, : window + 1].sum(axis=1) / 100.0
 
 
 def _runs(user: IntArray) -> tuple[IntArray, IntArray]:
@@ -106,23 +119,23 @@ def _runs(user: IntArray) -> tuple[IntArray, IntArray]:
     return starts, np.concatenate((change, [len(user)])) - 1
 
 
-def _recency(out: FloatMatrix, ev: EventArrays, is_purchase: npt.NDArray[np.bool_], as_of: int) -> None:
+def _recency(out: FloatMatrix, ev: EventArrays, purchases: IntArray, as_of: int) -> None:
     # Events are in (user, ts) order: a run's first event is the user's earliest, its last the latest.
     cap = spec.RECENCY_CAP_DAYS
     first, last = _runs(ev.user)
     seen = ev.user[first]
     out[seen, _I["days_since_last_event"]] = np.minimum((as_of - ev.ts[last]) / spec.DAY_SECONDS, cap)
     out[seen, _I["tenure_days"]] = (as_of - ev.ts[first]) / spec.DAY_SECONDS
-    user, ts = ev.user[is_purchase], ev.ts[is_purchase]
+    user, ts = ev.user.take(purchases), ev.ts.take(purchases)
     _, last = _runs(user)
     out[user[last], _I["days_since_last_purchase"]] = np.minimum((as_of - ts[last]) / spec.DAY_SECONDS, cap)
 
 
-def _purchase_history(out: FloatMatrix, ev: EventArrays, is_purchase: npt.NDArray[np.bool_]) -> None:
+def _purchase_history(out: FloatMatrix, ev: EventArrays, purchases: IntArray) -> None:
     n = ev.n_users
-    user, ts = ev.user[is_purchase], ev.ts[is_purchase]  # already in (user, ts) order
+    user, ts = ev.user.take(purchases), ev.ts.take(purchases)  # already in (user, ts) order
     out[:, _I["lifetime_purchases"]] = np.bincount(user, minlength=n)
-    out[:, _I["lifetime_spend"]] = np.bincount(user, weights=ev.cents[is_purchase], minlength=n) / 100.0
+    out[:, _I["lifetime_spend"]] = np.bincount(user, weights=ev.cents.take(purchases), minlength=n) / 100.0
 
     same_user = user[1:] == user[:-1]
     gap_user = user[1:][same_user]
@@ -148,10 +161,10 @@ def _ratios(out: FloatMatrix, ev: EventArrays, age: IntArray) -> None:
     with_carts = carts > 0
     out[with_carts, _I["cart_conversion_30d"]] = np.minimum(1.0, purchases[with_carts] / carts[with_carts])
 
-    reviews = (ev.kind == spec.REVIEW) & (age < 90 * spec.DAY_SECONDS)
+    reviews = np.flatnonzero((ev.kind == spec.REVIEW) & (age < 90 * spec.DAY_SECONDS))
     n_reviews = out[:, _I["review_count_90d"]]
-    rating_sum = np.bincount(ev.user[reviews], weights=ev.rating[reviews], minlength=n)
+    user, rating = ev.user.take(reviews), ev.rating.take(reviews)
+    rating_sum = np.bincount(user, weights=rating, minlength=n)
     reviewed = n_reviews > 0
     out[reviewed, _I["review_rating_mean_90d"]] = rating_sum[reviewed] / n_reviews[reviewed]
-    low = reviews & (ev.rating <= spec.LOW_RATING_MAX)
-    out[:, _I["low_rating_count_90d"]] = np.bincount(ev.user[low], minlength=n)
+    out[:, _I["low_rating_count_90d"]] = np.bincount(user[rating <= spec.LOW_RATING_MAX], minlength=n)
