@@ -1,117 +1,129 @@
 -- Merge one user's new records into their sorted record string, atomically and idempotently: one merge
 -- pass builds the new string from slices of the old one and of the new records, joined once.
--- KEYS[1]: the user's record string.
+-- Several users per call, each merged on its own: one call amortises the script's dispatch and the
+-- client's command packing over a group of users, while a group stays small enough that the call is
+-- short (Redis runs nothing else meanwhile).
+-- KEYS[u]: user u's record string.
 -- ARGV[1] prune-before time (Unix s); ARGV[2] TTL (s); ARGV[3] record size (bytes); ARGV[4] struct
 -- format of a record's leading (ts, fingerprint, kind), kind a single byte; ARGV[5] the purchase kind;
--- ARGV[6] most non-purchase records kept; ARGV[7] most purchases kept; ARGV[8] the new records,
--- concatenated, sorted by (ts, fingerprint), without repeats. The layout is in app/features/records.py.
--- Returns per new record, in the order given: 1 inserted, 0 duplicate, 2 refused (purchases full).
+-- ARGV[6] most non-purchase records kept; ARGV[7] most purchases kept; ARGV[7 + u] user u's new
+-- records, concatenated, sorted by (ts, fingerprint), without repeats. The layout is in
+-- app/features/records.py.
+-- Returns per user, per new record in the order given: 1 inserted, 0 duplicate, 2 refused (purchases
+-- full).
 local prune_before, ttl, R, HEAD = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local PURCHASE, MAX_RECENT, MAX_PURCHASES = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local news = ARGV[8]
 -- Locals, because global lookups dominate tight loops; the kind is the last byte of the head.
 local unpack, sub, byte, floor, max = struct.unpack, string.sub, string.byte, math.floor, math.max
 local KIND = struct.size(HEAD)
 
-local blob = redis.call('GET', KEYS[1]) or ''
-local n, m = #blob / R, #news / R
+local function merge(key, news)
+  local blob = redis.call('GET', key) or ''
+  local n, m = #blob / R, #news / R
 
--- Counting purchases reads one byte per stored record and allocates nothing: the one full pass.
-local purchases = 0
-for offset = KIND, #blob, R do
-  if byte(blob, offset) == PURCHASE then purchases = purchases + 1 end
-end
-local others = n - purchases
+  -- Counting purchases reads one byte per stored record and allocates nothing: the one full pass.
+  local purchases = 0
+  for offset = KIND, #blob, R do
+    if byte(blob, offset) == PURCHASE then purchases = purchases + 1 end
+  end
+  local others = n - purchases
 
-local function head(i) -- ts, fingerprint, kind of stored record i
-  return unpack(HEAD, blob, (i - 1) * R + 1)
-end
--- The first stored record from lo on that does not sort before (t, f), n + 1 if none, and that
--- record's (ts, fingerprint): gallop from lo, then binary-search, so new records landing close
--- together (the usual case) cost a probe or two. Probes unpack inline: a call would cost as much.
-local function seek(lo, t, f)
-  local hi, step, ht, hf = lo, 1, nil, nil
-  while hi <= n do
-    ht, hf = unpack(HEAD, blob, (hi - 1) * R + 1)
-    if ht > t or (ht == t and hf >= f) then break end
-    lo, hi, step = hi + 1, hi + step, step * 2
+  local function head(i) -- ts, fingerprint, kind of stored record i
+    return unpack(HEAD, blob, (i - 1) * R + 1)
   end
-  if hi > n + 1 then hi = n + 1 end
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    local mt, mf = unpack(HEAD, blob, (mid - 1) * R + 1)
-    if mt < t or (mt == t and mf < f) then lo = mid + 1 else hi, ht, hf = mid, mt, mf end
+  -- The first stored record from lo on that does not sort before (t, f), n + 1 if none, and that
+  -- record's (ts, fingerprint): gallop from lo, then binary-search, so new records landing close
+  -- together (the usual case) cost a probe or two. Probes unpack inline: a call would cost as much.
+  local function seek(lo, t, f)
+    local hi, step, ht, hf = lo, 1, nil, nil
+    while hi <= n do
+      ht, hf = unpack(HEAD, blob, (hi - 1) * R + 1)
+      if ht > t or (ht == t and hf >= f) then break end
+      lo, hi, step = hi + 1, hi + step, step * 2
+    end
+    if hi > n + 1 then hi = n + 1 end
+    while lo < hi do
+      local mid = floor((lo + hi) / 2)
+      local mt, mf = unpack(HEAD, blob, (mid - 1) * R + 1)
+      if mt < t or (mt == t and mf < f) then lo = mid + 1 else hi, ht, hf = mid, mt, mf end
+    end
+    return lo, ht, hf
   end
-  return lo, ht, hf
+
+  -- Inserted new records, in order: which one (in news), the stored record it precedes, ts, kind.
+  local result, added = {}, 0
+  local from, at, new_ts, new_kind = {}, {}, {}, {}
+  local lo = 1
+  for j = 1, m do
+    local t, f, k = unpack(HEAD, news, (j - 1) * R + 1)
+    local lt, lf
+    lo, lt, lf = seek(lo, t, f)
+    local outcome = (lo <= n and lt == t and lf == f) and 0 or 1
+    if outcome == 1 and k == PURCHASE then
+      if purchases >= MAX_PURCHASES then outcome = 2 else purchases = purchases + 1 end
+    elseif outcome == 1 then
+      others = others + 1
+    end
+    if outcome == 1 then
+      added = added + 1
+      from[added], at[added], new_ts[added], new_kind[added] = j, lo, t, k
+    end
+    result[j] = outcome
+  end
+  if added == 0 then return result end
+
+  -- Kept: the first record (tenure), the last (recency), every purchase (lifetime features), and the
+  -- MAX_RECENT newest non-purchase records not older than prune_before. Each rule drops only records
+  -- that more events could never bring back, so the string depends on the set of events alone:
+  -- keep(keep(A) + B) == keep(A + B). What is dropped lies in a prefix of the merged order: walk that
+  -- record by record, then copy the rest as slices of the old string and of the new records.
+  local total, drop = n + added, max(0, others - MAX_RECENT)
+  local pieces, count = {}, 0
+  local function slice(s, first, last) -- records first..last of s, as one piece
+    if first <= last then
+      count = count + 1
+      pieces[count] = sub(s, (first - 1) * R + 1, last * R)
+    end
+  end
+
+  local i, j, position, seen_others, run = 1, 1, 0, 0, 1 -- run: first stored record of a kept run
+  while i <= n or j <= added do
+    local is_new = j <= added and at[j] <= i
+    local k = is_new and new_kind[j] or byte(blob, (i - 1) * R + KIND)
+    if seen_others >= drop then -- past the cap: the time decides, and from here on it only grows
+      local t = is_new and new_ts[j] or head(i)
+      if t >= prune_before then break end -- this record and all later ones stay
+    end
+    position = position + 1
+    local keep = position == 1 or position == total or k == PURCHASE
+    if k ~= PURCHASE then seen_others = seen_others + 1 end
+    if is_new or not keep then slice(blob, run, i - 1) end
+    if is_new then
+      if keep then slice(news, from[j], from[j]) end
+      j, run = j + 1, i
+    else
+      i = i + 1
+      if not keep then run = i end
+    end
+  end
+  while j <= added do
+    -- New records adjacent in `news` that go before the same stored record are one slice.
+    local last = j
+    while last < added and at[last + 1] == at[j] and from[last + 1] == from[last] + 1 do
+      last = last + 1
+    end
+    i = at[j] -- never behind i: a new record is walked before the stored record it precedes
+    slice(blob, run, i - 1)
+    slice(news, from[j], from[last])
+    run, j = i, last + 1
+  end
+  slice(blob, run, n)
+  redis.call('SET', key, table.concat(pieces), 'EX', ttl)
+  return result
 end
 
--- Inserted new records, in order: which one (in news), the stored record it precedes, ts, kind.
-local result, added = {}, 0
-local from, at, new_ts, new_kind = {}, {}, {}, {}
-local lo = 1
-for j = 1, m do
-  local t, f, k = unpack(HEAD, news, (j - 1) * R + 1)
-  local lt, lf
-  lo, lt, lf = seek(lo, t, f)
-  local outcome = (lo <= n and lt == t and lf == f) and 0 or 1
-  if outcome == 1 and k == PURCHASE then
-    if purchases >= MAX_PURCHASES then outcome = 2 else purchases = purchases + 1 end
-  elseif outcome == 1 then
-    others = others + 1
-  end
-  if outcome == 1 then
-    added = added + 1
-    from[added], at[added], new_ts[added], new_kind[added] = j, lo, t, k
-  end
-  result[j] = outcome
+local replies = {}
+for u = 1, #KEYS do
+  replies[u] = merge(KEYS[u], ARGV[7 + u])
 end
-if added == 0 then return result end
-
--- Kept: the first record (tenure), the last (recency), every purchase (lifetime features), and the
--- MAX_RECENT newest non-purchase records not older than prune_before. Each rule drops only records
--- that more events could never bring back, so the string depends on the set of events alone:
--- keep(keep(A) + B) == keep(A + B). What is dropped lies in a prefix of the merged order: walk that
--- record by record, then copy the rest as slices of the old string and of the new records.
-local total, drop = n + added, max(0, others - MAX_RECENT)
-local pieces, count = {}, 0
-local function slice(s, first, last) -- records first..last of s, as one piece
-  if first <= last then
-    count = count + 1
-    pieces[count] = sub(s, (first - 1) * R + 1, last * R)
-  end
-end
-
-local i, j, position, seen_others, run = 1, 1, 0, 0, 1 -- run: first stored record of a kept run
-while i <= n or j <= added do
-  local is_new = j <= added and at[j] <= i
-  local k = is_new and new_kind[j] or byte(blob, (i - 1) * R + KIND)
-  if seen_others >= drop then -- past the cap: the time decides, and from here on it only grows
-    local t = is_new and new_ts[j] or head(i)
-    if t >= prune_before then break end -- this record and all later ones stay
-  end
-  position = position + 1
-  local keep = position == 1 or position == total or k == PURCHASE
-  if k ~= PURCHASE then seen_others = seen_others + 1 end
-  if is_new or not keep then slice(blob, run, i - 1) end
-  if is_new then
-    if keep then slice(news, from[j], from[j]) end
-    j, run = j + 1, i
-  else
-    i = i + 1
-    if not keep then run = i end
-  end
-end
-while j <= added do
-  -- New records adjacent in `news` that go before the same stored record are one slice.
-  local last = j
-  while last < added and at[last + 1] == at[j] and from[last + 1] == from[last] + 1 do
-    last = last + 1
-  end
-  i = at[j] -- never behind i: a new record is walked before the stored record it precedes
-  slice(blob, run, i - 1)
-  slice(news, from[j], from[last])
-  run, j = i, last + 1
-end
-slice(blob, run, n)
-redis.call('SET', KEYS[1], table.concat(pieces), 'EX', ttl)
-return result
+return replies
