@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(default=1.0, ge=0, le=2)
     # Users admitted but not yet scored; beyond it requests get 429 before any work is done.
     queue_max_rows: int = Field(default=8_192, ge=MAX_USERS_PER_REQUEST)
+    # ... and at most this long to drain at the measured pace: the latency bound of admitted requests.
+    queue_max_wait_ms: float = Field(default=40.0, gt=0)
     score_deadline_s: float = Field(default=2.0, gt=0)
     explain_top_k: int = Field(default=3, ge=1, le=20)
 

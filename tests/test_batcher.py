@@ -151,3 +151,21 @@ def test_a_disconnecting_client_cancels_its_job() -> None:
         return future.cancelled()
 
     assert asyncio.run(main())
+
+
+def test_the_queue_is_also_bounded_by_the_time_it_takes_to_drain() -> None:
+    async def main() -> None:
+        batcher = MicroBatcher(
+            Recording(delay_s=0.1), max_rows=64, max_delay_s=0, queue_max_rows=1000, queue_max_wait_s=0.05
+        )
+        await batcher.start()
+        assert batcher.has_room(1000)  # no pace measured yet: only the row bound applies
+        await batcher.submit([1] * 64, 64, 5.0).future  # measures about 1.6 ms per row
+        first = batcher.submit([2] * 20, 20, 5.0)  # 20 rows drain in ~31 ms: admitted
+        second = batcher.submit([3] * 10, 10, 5.0)  # 30 rows, ~47 ms: admitted
+        with pytest.raises(QueueFull):
+            batcher.submit([4] * 10, 10, 5.0)  # 40 rows would take ~62 ms: refused
+        await first.future, await second.future
+        await batcher.stop()
+
+    asyncio.run(main())

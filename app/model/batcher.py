@@ -43,17 +43,28 @@ class Job(Generic[P, R]):
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+PACE_MIN_ROWS = 64  # smaller batches are mostly fixed cost: they would overstate the time per row
+PACE_SMOOTHING = 0.2  # weight of the newest batch in the smoothed time per row
 Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
 
 
 class MicroBatcher(Generic[P, R]):
     def __init__(
-        self, process: Process[P, R], max_rows: int, max_delay_s: float, queue_max_rows: int
+        self,
+        process: Process[P, R],
+        max_rows: int,
+        max_delay_s: float,
+        queue_max_rows: int,
+        queue_max_wait_s: float = float("inf"),
     ) -> None:
         self._process = process
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.queue_max_rows = queue_max_rows
+        self.queue_max_wait_s = queue_max_wait_s
+        # Measured processing time per row (smoothed), from batches big enough that the fixed cost of a
+        # batch does not dominate; None until such a batch has run.
+        self._seconds_per_row: float | None = None
         # A deque and one wake-up future rather than an asyncio.Queue: waiting on a queue with a
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
         self._queue: deque[Job[P, R]] = deque()
@@ -73,8 +84,16 @@ class MicroBatcher(Generic[P, R]):
             await self._task
 
     def has_room(self, rows: int = 1) -> bool:
-        """Whether `rows` more would be admitted now: the check a request makes before any work."""
-        return not self._stopping and self._queued_rows + rows <= self.queue_max_rows
+        """Whether `rows` more would be admitted now: the check a request makes before any work.
+
+        Two bounds: rows queued, and the time the queue would take to drain at the measured pace, so
+        that admitted requests keep a bounded latency however slow the batches are."""
+        if self._stopping:
+            return False
+        queued = self._queued_rows + rows
+        if queued > self.queue_max_rows:
+            return False
+        return self._seconds_per_row is None or queued * self._seconds_per_row <= self.queue_max_wait_s
 
     def submit(self, payload: P, rows: int, timeout_s: float) -> Job[P, R]:
         """Queue a job; await `job.future` for its result. Raises QueueFull or BatcherStopped at once."""
@@ -82,7 +101,7 @@ class MicroBatcher(Generic[P, R]):
             raise BatcherStopped
         if rows > self.max_rows:
             raise ValueError(f"a job of {rows} rows exceeds the batch size {self.max_rows}")
-        if self._queued_rows + rows > self.queue_max_rows:
+        if not self.has_room(rows):
             raise QueueFull
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         job = Job(payload, rows, time.perf_counter() + timeout_s, future)
@@ -149,7 +168,9 @@ class MicroBatcher(Generic[P, R]):
                 live.append(job)
         if not live:
             return
-        metrics.BATCH_ROWS.observe(sum(job.rows for job in live))
+        rows = sum(job.rows for job in live)
+        metrics.BATCH_ROWS.observe(rows)
+        started = time.perf_counter()
         try:
             results = await self._process(live)
         except Exception as error:  # a failed batch fails its requests, not the batcher
@@ -157,6 +178,14 @@ class MicroBatcher(Generic[P, R]):
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        self._measure(rows, time.perf_counter() - started)
         for job, result in zip(live, results, strict=True):
             if not job.future.done():
                 job.future.set_result(result)
+
+    def _measure(self, rows: int, seconds: float) -> None:
+        if rows < PACE_MIN_ROWS:
+            return
+        pace = seconds / rows
+        previous = self._seconds_per_row
+        self._seconds_per_row = pace if previous is None else previous + PACE_SMOOTHING * (pace - previous)

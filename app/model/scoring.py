@@ -44,6 +44,7 @@ class ScoringService:
         max_rows: int,
         max_delay_s: float,
         queue_max_rows: int,
+        queue_max_wait_s: float = float("inf"),
         deadline_s: float,
         explain_top_k: int,
     ) -> None:
@@ -53,7 +54,7 @@ class ScoringService:
         self._deadline_s = deadline_s
         self._top_k = explain_top_k
         self.batcher: MicroBatcher[ScoreAsk, ScoredRows] = MicroBatcher(
-            self._process, max_rows, max_delay_s, queue_max_rows
+            self._process, max_rows, max_delay_s, queue_max_rows, queue_max_wait_s
         )
 
     @property
