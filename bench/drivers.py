@@ -44,7 +44,9 @@ def wrk(
         "connections": connections,
         "duration_s": round(seconds_run, 3),
         "requests": raw["requests"],
-        "rate": raw["requests"] / seconds_run,
+        # Successful answers only: a 429 is quick to send and must not count as throughput.
+        "rate": (raw["requests"] - errors["status"]) / seconds_run,
+        "all_rate": raw["requests"] / seconds_run,
         "non_2xx": errors["status"],
         "socket_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         "latency_ms": {k: v / 1000 for k, v in raw["latency_us"].items()},

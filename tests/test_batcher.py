@@ -169,3 +169,17 @@ def test_the_queue_is_also_bounded_by_the_time_it_takes_to_drain() -> None:
         await batcher.stop()
 
     asyncio.run(main())
+
+
+def test_an_empty_queue_always_admits_even_after_a_slow_batch() -> None:
+    async def main() -> None:
+        batcher = MicroBatcher(
+            Recording(delay_s=0.2), max_rows=64, max_delay_s=0, queue_max_rows=1000, queue_max_wait_s=0.01
+        )
+        await batcher.start()
+        await batcher.submit([1] * 64, 64, 5.0).future  # ~3 ms per row: any 4 rows "take" over 10 ms
+        assert batcher.has_room(64)  # yet nothing is queued, so there is nothing to wait behind
+        await batcher.submit([2] * 64, 64, 5.0).future
+        await batcher.stop()
+
+    asyncio.run(main())

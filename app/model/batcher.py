@@ -93,7 +93,11 @@ class MicroBatcher(Generic[P, R]):
         queued = self._queued_rows + rows
         if queued > self.queue_max_rows:
             return False
-        return self._seconds_per_row is None or queued * self._seconds_per_row <= self.queue_max_wait_s
+        if self._queued_rows == 0 or self._seconds_per_row is None:
+            # Nothing to wait behind: always admitted, so a pace measured on a slow batch can never
+            # shut the door for good (no batch would run to measure a better one).
+            return True
+        return queued * self._seconds_per_row <= self.queue_max_wait_s
 
     def submit(self, payload: P, rows: int, timeout_s: float) -> Job[P, R]:
         """Queue a job; await `job.future` for its result. Raises QueueFull or BatcherStopped at once."""
