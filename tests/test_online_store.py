@@ -149,6 +149,49 @@ def test_apply_and_read_are_one_round_trip_each(redis_url: str) -> None:
     assert calls.pop("evalsha") == 3
     assert sum(calls.pop(name) for name in list(calls) if name.startswith("script")) == 1
     assert calls.pop("mget") == 1
-    inside_the_script = {"get", "set"}  # commandstats also counts what Lua runs: no round trips
+    # commandstats also counts what Lua runs: no round trips
+    inside_the_script = {"get", "set", "strlen", "getrange", "append", "expire"}
     connection_chatter = {"config", "config|resetstat", "info", "hello", "client", "client|setinfo", "ping"}
     assert set(calls) <= inside_the_script | connection_chatter, calls
+
+
+def test_in_order_writes_append_and_give_the_bytes_of_one_merge(redis_url: str) -> None:
+    # Recent events of one user, sent one at a time in time order: after the first, each write takes
+    # the append path (nothing read into the script); the string equals one merge of all of them.
+    rows = [event("c", kind, before(days=20 - i), f"c{i}") for i, kind in enumerate(["page_view"] * 12)]
+    rows += [event("c", "purchase", before(days=5), "cp", amount=3.5)]
+    events = [Event.model_validate(r) for r in rows]
+
+    async def one_by_one(store: OnlineFeatureStore) -> None:
+        for e in events:
+            await store.apply([e], T)
+
+    async def together(store: OnlineFeatureStore) -> None:
+        await store.apply(list(reversed(events)), T)
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.config_resetstat()
+    run(redis_url, one_by_one, prefix="ordered")
+    with redis.Redis.from_url(redis_url) as client:
+        stats = client.info("commandstats")
+    assert stats["cmdstat_append"]["calls"] == len(events) and "cmdstat_get" not in stats
+    run(redis_url, together, prefix="merged")
+    assert snapshot(redis_url, "ordered") == snapshot(redis_url, "merged")
+
+
+def test_a_write_that_must_prune_takes_the_merge_path(redis_url: str) -> None:
+    # Stored: an old session (first, kept) and a page view 120 days old, kept only as the last event.
+    # Newer events end that: appending would keep the page view, the merge drops it.
+    old = [EVENTS[0], EVENTS[2]]
+
+    async def write(store: OnlineFeatureStore) -> None:
+        await store.apply(old, T)
+        await store.apply(EVENTS[5:8], T)
+
+    async def at_once(store: OnlineFeatureStore) -> None:
+        await store.apply(old + EVENTS[5:8], T)
+
+    run(redis_url, write, prefix="twice")
+    run(redis_url, at_once, prefix="once")
+    twice, once = snapshot(redis_url, "twice"), snapshot(redis_url, "once")
+    assert twice == once and len(next(iter(once.values()))) == 4 * RECORD.size
