@@ -11,7 +11,7 @@ from app.api.disconnect import result_unless_gone
 from app.api.documented import ERRORS, json_body
 from app.api.errors import Reply
 from app.model.batcher import QueueFull
-from app.model.scoring import ScoringService, result_of
+from app.model.scoring import ScoringService
 from app.schemas import ScoreRequest, ScoreResponse
 
 router = APIRouter(tags=["score"])
@@ -23,8 +23,8 @@ async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Repl
         raise QueueFull
     ask = ScoreRequest.model_validate_json(body)
     job = scoring.submit(ask.user_ids, ask.explain)
-    rows = await result_unless_gone(job, receive)
-    return Reply(200, orjson.dumps(result_of(job, rows), option=orjson.OPT_UTC_Z))
+    result = await result_unless_gone(job, receive)
+    return Reply(200, orjson.dumps(result, option=orjson.OPT_UTC_Z))
 
 
 @router.post("/score", response_model=ScoreResponse, responses=ERRORS, openapi_extra=json_body(ScoreRequest))

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
+
 from app import metrics
 
 
@@ -168,10 +170,10 @@ class MicroBatcher(Generic[P, R]):
                 job.future.set_exception(DeadlineExceeded())
                 metrics.JOBS_SKIPPED.labels("deadline").inc()
             else:
-                metrics.QUEUE_WAIT_SECONDS.observe(now - job.enqueued)
                 live.append(job)
         if not live:
             return
+        metrics.observe_many(metrics.QUEUE_WAIT_SECONDS, now - np.array([job.enqueued for job in live]))
         rows = sum(job.rows for job in live)
         metrics.BATCH_ROWS.observe(rows)
         started = time.perf_counter()

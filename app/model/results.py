@@ -42,22 +42,15 @@ class ScoredRows:
     segment_names: tuple[str, ...]
     reasons: list[list[Reason]] | None
 
-    def slice(self, start: int, stop: int, explain: bool) -> ScoredRows:
-        reasons = self.reasons[start:stop] if explain and self.reasons is not None else None
-        return ScoredRows(
-            self.model_version,
-            self.scored_at,
-            self.probability[start:stop],
-            self.tier[start:stop],
-            self.segment[start:stop],
-            self.known[start:stop],
-            self.segment_names,
-            reasons,
-        )
-
-    def users(self, user_ids: list[str]) -> list[UserScore]:
+    def users(self, user_ids: list[str], with_reasons: list[bool]) -> list[UserScore]:
+        """Per-user results, built once per batch (jobs then take list slices); reasons only for the
+        rows whose request asked for them."""
         names = self.segment_names
-        reasons = self.reasons or [None] * len(user_ids)  # type: ignore[list-item]
+        reasons: list[list[Reason] | None] = (
+            [r if wanted else None for r, wanted in zip(self.reasons, with_reasons, strict=True)]
+            if self.reasons is not None
+            else [None] * len(user_ids)
+        )
         return [
             {
                 "user_id": user_id,

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from app import metrics
 from app.clock import Clock
 from app.features import spec
+from app.features.compute import FloatMatrix
 from app.features.online import OnlineFeatureStore
 from app.model.batcher import DeadlineExceeded, Job, MicroBatcher
-from app.model.results import ScoredRows, ScoreResult
+from app.model.results import ScoreResult
 from app.model.scorer import ChurnModel
 
 
@@ -31,7 +34,7 @@ class ScoreAsk:
     model: ChurnModel
 
 
-ScoreJob = Job[ScoreAsk, ScoredRows]
+ScoreJob = Job[ScoreAsk, ScoreResult]
 
 
 class ScoringService:
@@ -53,7 +56,7 @@ class ScoringService:
         self._clock = clock
         self._deadline_s = deadline_s
         self._top_k = explain_top_k
-        self.batcher: MicroBatcher[ScoreAsk, ScoredRows] = MicroBatcher(
+        self.batcher: MicroBatcher[ScoreAsk, ScoreResult] = MicroBatcher(
             self._process, max_rows, max_delay_s, queue_max_rows, queue_max_wait_s
         )
 
@@ -82,36 +85,50 @@ class ScoringService:
         """Admit, queue and await one request's scores (in request order)."""
         job = self.submit(user_ids, explain)
         try:
-            rows = await asyncio.wait_for(job.future, self._deadline_s)
+            return await asyncio.wait_for(job.future, self._deadline_s)
         except TimeoutError as error:
             raise DeadlineExceeded from error
-        return result_of(job, rows)
 
-    async def _process(self, jobs: list[ScoreJob]) -> list[ScoredRows]:
+    async def _process(self, jobs: list[ScoreJob]) -> list[ScoreResult]:
         scored_at = self._clock.now()
         user_ids = [user for job in jobs for user in job.payload.user_ids]
         blobs = await self._store.fetch(user_ids)
         started = time.perf_counter()
         raw, known = self._store.features(blobs, spec.unix_seconds(scored_at))
         metrics.FEATURE_SECONDS.observe(time.perf_counter() - started)
-        results: list[ScoredRows | None] = [None] * len(jobs)
+        models = {id(job.payload.model): job.payload.model for job in jobs}
+        if len(models) == 1:
+            return self._score_group(jobs, raw, known, user_ids, scored_at)
+        # Two models only when a swap happened while jobs were queued: each group scores on its own.
         starts = np.cumsum([0] + [job.rows for job in jobs]).tolist()
-        # Normally one group; two only when a swap happened while jobs were queued.
-        for model in {id(job.payload.model): job.payload.model for job in jobs}.values():
+        results: dict[int, ScoreResult] = {}
+        for model in models.values():
             members = [i for i, job in enumerate(jobs) if job.payload.model is model]
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
-            explain = any(jobs[i].payload.explain for i in members)
-            started = time.perf_counter()
-            scored = model.score(raw[rows], known[rows], scored_at, explain, self._top_k)
-            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-            offset = 0
-            for i in members:
-                size = jobs[i].rows
-                results[i] = scored.slice(offset, offset + size, jobs[i].payload.explain)
-                offset += size
-        return [r for r in results if r is not None]
+            group = [jobs[i] for i in members]
+            ids = [user for job in group for user in job.payload.user_ids]
+            answers = self._score_group(group, raw[rows], known[rows], ids, scored_at)
+            results.update(zip(members, answers, strict=True))
+        return [results[i] for i in range(len(jobs))]
 
-
-def result_of(job: ScoreJob, rows: ScoredRows) -> ScoreResult:
-    """The request-level answer of a finished job."""
-    return ScoreResult(rows.model_version, rows.scored_at, rows.users(job.payload.user_ids))
+    def _score_group(
+        self,
+        jobs: list[ScoreJob],
+        raw: FloatMatrix,
+        known: npt.NDArray[np.bool_],
+        user_ids: list[str],
+        scored_at: datetime,
+    ) -> list[ScoreResult]:
+        """Jobs admitted with one model: one scoring pass, then each job's slice of the answers."""
+        model = jobs[0].payload.model
+        explain = any(job.payload.explain for job in jobs)
+        started = time.perf_counter()
+        scored = model.score(raw, known, scored_at, explain, self._top_k)
+        with_reasons = [job.payload.explain for job in jobs for _ in range(job.rows)]
+        users = scored.users(user_ids, with_reasons)
+        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        answers, offset = [], 0
+        for job in jobs:
+            answers.append(ScoreResult(model.version, scored_at, users[offset : offset + job.rows]))
+            offset += job.rows
+        return answers
