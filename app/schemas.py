@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.features.events import EventType, RejectionReason
 
@@ -28,21 +37,21 @@ FIELD_RULES: dict[str, tuple[frozenset[str], bool]] = {
 
 
 class Event(BaseModel):
-    """One behavioural event. `event_id` is the client's idempotency key."""
+    """One behavioural event. `event_id` is the client's idempotency key.
+
+    Checks run in pydantic-core where they can (the time's range is a field constraint), and the rules
+    tying fields to types are one check per event rather than one per field: /events validates up to
+    1,000 events per request, and Python validators per field were half of that work."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Identifier
     user_id: Identifier
     type: EventType
-    ts: AwareDatetime
-    amount: Annotated[float | None, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)] = Field(
-        default=None, validate_default=True
-    )
-    items: Annotated[int | None, Field(ge=1, le=1_000_000, strict=True)] = Field(
-        default=None, validate_default=True
-    )
-    rating: Annotated[int | None, Field(ge=1, le=5, strict=True)] = Field(default=None, validate_default=True)
+    ts: Annotated[AwareDatetime, Field(ge=EARLIEST_TS, lt=LATEST_TS)]
+    amount: Annotated[float | None, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)] = None
+    items: Annotated[int | None, Field(ge=1, le=1_000_000, strict=True)] = None
+    rating: Annotated[int | None, Field(ge=1, le=5, strict=True)] = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -52,27 +61,24 @@ class Event(BaseModel):
             raise ValueError("must be an RFC 3339 string with a time zone, e.g. 2026-01-31T12:00:00Z")
         return value
 
-    @field_validator("ts")
-    @classmethod
-    def _ts_in_range(cls, value: datetime) -> datetime:
-        if not EARLIEST_TS <= value < LATEST_TS:
-            raise ValueError("must lie between 1970-01-01 and 2106-01-01")
-        return value
-
-    @field_validator("amount", "items", "rating")
-    @classmethod
-    def _field_belongs_to_type(cls, value: Any, info: ValidationInfo) -> Any:
-        event_type = info.data.get("type")
-        if event_type is None:  # the type itself was invalid and is reported on its own
-            return value
-        assert info.field_name is not None
-        allowed_types, required = FIELD_RULES[info.field_name]
-        if event_type in allowed_types:
-            if value is None and required:
-                raise ValueError(f"is required for type {event_type!r}")
-        elif value is not None:
-            raise ValueError(f"is not allowed for type {event_type!r}")
-        return value
+    @model_validator(mode="after")
+    def _fields_belong_to_type(self) -> Event:
+        problems = []
+        for name, (allowed_types, required) in FIELD_RULES.items():
+            value = getattr(self, name)
+            if self.type in allowed_types:
+                if value is None and required:
+                    problems.append((name, f"is required for type {self.type!r}"))
+            elif value is not None:
+                problems.append((name, f"is not allowed for type {self.type!r}"))
+        if problems:
+            # Raised as a ValidationError so each problem keeps its own field path (events[3].amount).
+            details = [
+                InitErrorDetails(type=PydanticCustomError("field_rule", message), loc=(name,), input=None)
+                for name, message in problems
+            ]
+            raise ValidationError.from_exception_data(type(self).__name__, details)
+        return self
 
 
 MAX_BATCH = 1_000
