@@ -15,6 +15,7 @@ from app.model.postprocess import TIERS
 from app.model.results import Reason, ScoredRows
 
 Matrix = npt.NDArray[np.float64]
+_FEATURE_NAMES = np.array(spec.FEATURE_NAMES, dtype=object)
 
 
 class ChurnModel:
@@ -63,13 +64,20 @@ class ChurnModel:
         # The k largest per row (argpartition), then those k in descending order: no full sort of 46.
         top = np.argpartition(-contribution, top_k - 1, axis=1)[:, :top_k]
         top = top[rows, np.argsort(-contribution[rows, top], axis=1, kind="stable")]
-        top_values, top_contributions = raw[rows, top].tolist(), contribution[rows, top].tolist()
-        names = spec.FEATURE_NAMES
+        shares = contribution[rows, top]
+        # One flat list of reason dicts, then per row the prefix of positive shares (rows are sorted
+        # descending): a comprehension per row cost ~5 us a user at thousands of users per batch.
+        flat: list[Reason] = [
+            {"feature": name, "value": value, "contribution": share}
+            for name, value, share in zip(
+                _FEATURE_NAMES[top].ravel().tolist(),
+                raw[rows, top].ravel().tolist(),
+                shares.ravel().tolist(),
+                strict=True,
+            )
+        ]
+        positive = (shares > 0).sum(axis=1).tolist()
         return [
-            [
-                {"feature": names[j], "value": value, "contribution": share}
-                for j, value, share in zip(features, values, shares, strict=True)
-                if share > 0
-            ]
-            for features, values, shares in zip(top.tolist(), top_values, top_contributions, strict=True)
+            flat[start : start + count]
+            for start, count in zip(range(0, len(flat), top_k), positive, strict=True)
         ]
