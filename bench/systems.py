@@ -56,14 +56,16 @@ def serving(
         procs.stop(proc)
 
 
-def ours(procs: Procs, redis_url: str, fast_routes: bool, workers: int) -> AbstractContextManager[Running]:
+def ours(
+    procs: Procs, redis_url: str, fast_routes: bool, workers: int, device: str = "cpu"
+) -> AbstractContextManager[Running]:
     port = free_port()
     env = {
         "CHURN_HOST": "127.0.0.1",
         "CHURN_PORT": str(port),
         "CHURN_REDIS_URL": redis_url,
         "CHURN_REDIS_PREFIX": OUR_PREFIX,
-        "CHURN_DEVICE": "cpu",
+        "CHURN_DEVICE": device,
         "CHURN_WORKERS": str(workers),
         "CHURN_FAST_ROUTES": "true" if fast_routes else "false",
         "CHURN_ALLOWED_LATENESS_S": str(PREFILL_LATENESS_S),

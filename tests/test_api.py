@@ -107,6 +107,7 @@ def test_model_health_and_readiness(server: LiveServer) -> None:
         ready = http.get("/readyz")
     assert model["feature_names"] == list(spec.FEATURE_NAMES) and model["horizon_days"] > 0
     assert {"medium", "high", "decision"} <= set(model["risk_tiers"])
+    assert model["device"] == "cpu"
     assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "redis": True}
 
 

@@ -43,7 +43,8 @@ async def model(scoring: ScoringDep) -> dict[str, Any]:
         "feature_spec_hash",
     )
     tiers = scoring.model.bundle.tiers
-    return {key: manifest.get(key) for key in keys} | {"risk_tiers": tiers.to_json()}
+    served = {"risk_tiers": tiers.to_json(), "device": str(scoring.model.engine.device)}
+    return {key: manifest.get(key) for key in keys} | served
 
 
 @router.get("/metrics")
