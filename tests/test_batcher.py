@@ -160,7 +160,8 @@ def test_the_queue_is_also_bounded_by_the_time_it_takes_to_drain() -> None:
         )
         await batcher.start()
         assert batcher.has_room(1000)  # no pace measured yet: only the row bound applies
-        await batcher.submit([1] * 64, 64, 5.0).future  # measures about 1.6 ms per row
+        jobs = [batcher.submit([1] * 64, 64, 5.0) for _ in range(2)]  # back to back: ~1.6 ms per row
+        await asyncio.gather(*(job.future for job in jobs))
         first = batcher.submit([2] * 20, 20, 5.0)  # 20 rows drain in ~31 ms: admitted
         second = batcher.submit([3] * 10, 10, 5.0)  # 30 rows, ~47 ms: admitted
         with pytest.raises(QueueFull):
@@ -177,9 +178,12 @@ def test_an_empty_queue_always_admits_even_after_a_slow_batch() -> None:
             Recording(delay_s=0.2), max_rows=64, max_delay_s=0, queue_max_rows=1000, queue_max_wait_s=0.01
         )
         await batcher.start()
-        await batcher.submit([1] * 64, 64, 5.0).future  # ~3 ms per row: any 4 rows "take" over 10 ms
+        jobs = [batcher.submit([1] * 64, 64, 5.0) for _ in range(2)]  # ~3 ms per row, back to back
+        await asyncio.gather(*(job.future for job in jobs))
         assert batcher.has_room(64)  # yet nothing is queued, so there is nothing to wait behind
-        await batcher.submit([2] * 64, 64, 5.0).future
+        waiting = batcher.submit([2] * 64, 64, 5.0)
+        assert not batcher.has_room(1)  # behind 64 queued rows a request would wait ~200 ms
+        await waiting.future
         await batcher.stop()
 
     asyncio.run(main())

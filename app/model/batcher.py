@@ -137,16 +137,27 @@ class MicroBatcher(Generic[P, R]):
                 timer.cancel()
 
     async def _loop(self) -> None:
+        previous: tuple[float, int] | None = None  # (start, rows) of the last batch, if back-to-back
         while True:
             if not self._queue:
                 if self._stopping:
                     return
+                previous = None  # idle time is not drain time
                 await self._sleep(None)
                 continue
             flush_at = self._queue[0].enqueued + self.max_delay_s
             while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
+                previous = None
                 await self._sleep(flush_at)
-            await self._run(self._take_batch())
+            batch = self._take_batch()
+            started = time.perf_counter()
+            if previous is not None:
+                # Back-to-back batches: the whole cycle since the last one started is what the queue
+                # took to drain those rows, including the loop's work between batches (answers sent,
+                # requests read and refused), which the batch's own time would leave out.
+                self._measure(previous[1], started - previous[0])
+            previous = (started, sum(job.rows for job in batch))
+            await self._run(batch)
 
     def _take_batch(self) -> list[Job[P, R]]:
         """Jobs from the front of the queue, up to max_rows (a job that does not fit waits its turn)."""
@@ -174,9 +185,7 @@ class MicroBatcher(Generic[P, R]):
         if not live:
             return
         metrics.observe_many(metrics.QUEUE_WAIT_SECONDS, now - np.array([job.enqueued for job in live]))
-        rows = sum(job.rows for job in live)
-        metrics.BATCH_ROWS.observe(rows)
-        started = time.perf_counter()
+        metrics.BATCH_ROWS.observe(sum(job.rows for job in live))
         try:
             results = await self._process(live)
         except Exception as error:  # a failed batch fails its requests, not the batcher
@@ -184,7 +193,6 @@ class MicroBatcher(Generic[P, R]):
                 if not job.future.done():
                     job.future.set_exception(error)
             return
-        self._measure(rows, time.perf_counter() - started)
         for job, result in zip(live, results, strict=True):
             if not job.future.done():
                 job.future.set_result(result)
