@@ -156,7 +156,7 @@ def ready(o: dict[str, Any], peers: dict[str, Any]) -> list[Row]:
 
 
 def ceilings(peers: dict[str, Any], ceiling: dict[str, float]) -> list[Row]:
-    g, wrk_raw = peers["generator"], peers["raw"]["rate"]
+    g, wrk_raw = peers["generator"], peers.get("raw_phase", peers["raw"])["rate"]
     most = g["closed_loop"]
     ladder = ", ".join(
         f"{rate(r['offered_rate'])}/s lag p99 {r['generator_lag_ms'].get('p99', 0):.2f} ms"
@@ -203,6 +203,8 @@ def notes(results: dict[str, Any]) -> list[str]:
         f"(highest open-loop rate offered to a service here: {highest:,.0f}/s). Open-loop latencies count "
         "from each request's intended send time.",
         "Servers on core 0; wrk, bench.loadgen and redis-server on core 1; redis-benchmark on core 0.",
+        "Case 1 is the median of 3 alternating rounds with every system up at once (each round: ours, "
+        "ours with fast routes off, Mosec, naive, raw ASGI); each phase's own figure is in the JSON.",
         "Load average (1/5/15 min) before / after: {} / {}".format(
             *results["machine"]["loadavg_before_after"]
         ),
