@@ -10,6 +10,7 @@ import platform
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -66,13 +67,21 @@ def collect(
     redis_url: str,
     seconds: float,
     loadavg: list[float],
+    steal_before: tuple[int, int],
 ) -> dict[str, Any]:
     after = [round(x, 2) for x in os.getloadavg()]
+    steal, total = (a - b for a, b in zip(cpu_steal(), steal_before, strict=True))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
         # Other work on a shared machine shows here; it moves every absolute figure.
-        "machine": {**machine(), "loadavg_before_after": [loadavg, after]},
+        "machine": {
+            **machine(),
+            "loadavg_before_after": [loadavg, after],
+            # CPU time the hypervisor gave to other guests during the run: on a shared virtual machine
+            # this, more than anything in the code, is what moves figures between runs.
+            "steal_share": round(steal / total, 4) if total else 0.0,
+        },
         "versions": versions(redis_url),
         "plan": dataclasses.asdict(plan),
         "pinning": {"servers": "core 0", "load generators and redis-server": "core 1"},
@@ -92,3 +101,12 @@ def print_table(results: dict[str, Any]) -> None:
     print(tables.render(results["table"]))
     for note in tables.notes(results):
         print(note)
+
+
+def cpu_steal() -> tuple[int, int]:
+    """(steal, all) CPU ticks so far, from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)

@@ -98,6 +98,7 @@ def run(plan: cases.Plan, workers: int, out_file: Path) -> None:
     os.sched_setaffinity(0, {int(CLIENT_CORE)})  # this process and its load generators: the client core
     started = time.time()
     load = [round(x, 2) for x in os.getloadavg()]
+    steal = report.cpu_steal()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         folder = Path(tmp)
         procs = Procs(folder)
@@ -117,7 +118,14 @@ def run(plan: cases.Plan, workers: int, out_file: Path) -> None:
             step("ceilings: redis-benchmark")
             ceiling = drivers.redis_benchmark(redis_port, 100_000 if plan is cases.QUICK else 300_000)
             results = report.collect(
-                plan, ours, peers, ceiling, redis_url=redis_url, seconds=time.time() - started, loadavg=load
+                plan,
+                ours,
+                peers,
+                ceiling,
+                redis_url=redis_url,
+                seconds=time.time() - started,
+                loadavg=load,
+                steal_before=steal,
             )
         except Exception:
             procs.print_logs()

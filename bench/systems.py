@@ -57,7 +57,12 @@ def serving(
 
 
 def ours(
-    procs: Procs, redis_url: str, fast_routes: bool, workers: int, device: str = "cpu"
+    procs: Procs,
+    redis_url: str,
+    fast_routes: bool,
+    workers: int,
+    device: str = "cpu",
+    settings: dict[str, str] | None = None,
 ) -> AbstractContextManager[Running]:
     port = free_port()
     env = {
@@ -69,6 +74,7 @@ def ours(
         "CHURN_WORKERS": str(workers),
         "CHURN_FAST_ROUTES": "true" if fast_routes else "false",
         "CHURN_ALLOWED_LATENESS_S": str(PREFILL_LATENESS_S),
+        **(settings or {}),
     }
     name = f"ours-fast-{'on' if fast_routes else 'off'}"
     return serving(procs, name, [PYTHON, "-m", "app", "serve"], env, port, "/readyz")

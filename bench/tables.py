@@ -205,8 +205,9 @@ def notes(results: dict[str, Any]) -> list[str]:
         "Servers on core 0; wrk, bench.loadgen and redis-server on core 1; redis-benchmark on core 0.",
         "Case 1 is the median of 3 alternating rounds with every system up at once (each round: ours, "
         "ours with fast routes off, Mosec, naive, raw ASGI); each phase's own figure is in the JSON.",
-        "Load average (1/5/15 min) before / after: {} / {}".format(
-            *results["machine"]["loadavg_before_after"]
+        "Load average (1/5/15 min) before / after: {} / {}; CPU time stolen by the hypervisor during "
+        "the run: {:.1%}".format(
+            *results["machine"]["loadavg_before_after"], results["machine"].get("steal_share", 0.0)
         ),
     ]
     if highest > limit:
