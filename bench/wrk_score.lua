@@ -32,13 +32,5 @@ function request()
    return r
 end
 
-function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format(
-      'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"errors":{"connect":%d,"read":%d,'
-      .. '"write":%d,"status":%d,"timeout":%d},"latency_us":{"p50":%d,"p90":%d,"p99":%d,'
-      .. '"p99.9":%d,"max":%d,"mean":%.1f}}\n',
-      summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
-      e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-      latency:percentile(99.9), latency.max, latency.mean))
-end
+-- done() lives beside this script, found from this file's own path so any working directory works.
+dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "wrk_summary.lua")
