@@ -1,4 +1,4 @@
-# The only commands a newcomer needs: make run, make test, make lint, make train, make bench.
+# The only commands a newcomer needs: make run, make test, make lint, make train, make bench, make bench-serve.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -43,8 +43,8 @@ bench: install
 	$(PY) -m bench.offline_features
 	$(PY) -m bench.online_store
 
-# Our service beside Mosec, a tutorial FastAPI service and the ceilings, all started here (about 8
-# minutes; ARGS=--quick for a 2-minute smoke run). Figures land in bench/results/serve.json.
+# Our service beside Mosec, a tutorial FastAPI service and the ceilings, all started here (about 10
+# minutes; ARGS=--quick for a 4-minute smoke run). Figures land in bench/results/serve.json.
 bench-serve: install $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q wrk; \
