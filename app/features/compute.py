@@ -64,6 +64,12 @@ class EventArrays:
 # Column of `{kind}_count_{days}d` for every (kind, window), and of the windowed amounts.
 _COUNT_COLUMNS = np.array([[_I[f"{k}_count_{d}d"] for d in spec.WINDOWS_DAYS] for k in spec.EVENT_TYPES])
 _AMOUNT_WINDOWS = (30, 90)
+_PAID_KINDS = [spec.PURCHASE, spec.REFUND]
+# Window index -> the amount columns of (purchase, refund) for that window.
+_AMOUNT_COLUMNS = {
+    spec.WINDOWS_DAYS.index(days): [_I[f"{kind}_amount_{days}d"] for kind in ("purchase", "refund")]
+    for days in _AMOUNT_WINDOWS
+}
 _WINDOW_EDGES = np.array(spec.WINDOWS_DAYS, dtype=np.int64) * spec.DAY_SECONDS
 _N_SLOTS = len(spec.WINDOWS_DAYS) + 1  # each window, plus "older than every window"
 _DEFAULTS = np.array([f.default for f in spec.FEATURES])
@@ -73,14 +79,17 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     """The (n_users, N_FEATURES) matrix as of Unix second `as_of`, and which users have any event <= as_of."""
     n = events.n_users
     ev = events.select(events.ts <= as_of).in_user_time_order()
-    out = np.tile(_DEFAULTS, (n, 1))
+    out = np.empty((n, len(_DEFAULTS)))
+    out[:] = _DEFAULTS
     age = as_of - ev.ts
 
     # One pass for all windows: bin each event by the narrowest window holding it (an event exactly
     # w days old is outside the w-day window), then running sums over the bins give every window's total.
     # (Comparisons, not searchsorted, and index arrays, not boolean masks: this runs on every served
     # batch, and both are several times faster on arrays of this size.)
-    narrowest = sum(((age >= edge).view(np.int8) for edge in _WINDOW_EDGES), np.zeros(len(age), np.int8))
+    narrowest = (age >= _WINDOW_EDGES[0]).view(np.int8)
+    for edge in _WINDOW_EDGES[1:]:
+        narrowest += (age >= edge).view(np.int8)
     cell = (ev.user * _N_TYPES + ev.kind) * _N_SLOTS + narrowest
     shape = (n, _N_TYPES, _N_SLOTS)
     bins = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
@@ -104,19 +113,25 @@ def _amounts(out: FloatMatrix, ev: EventArrays, cell: IntArray, paid: IntArray) 
     n = ev.n_users
     shape = (n, _N_TYPES, _N_SLOTS)
     bins = np.bincount(cell[paid], weights=ev.cents[paid], minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
-    for code, kind in ((spec.PURCHASE, "purchase"), (spec.REFUND, "refund")):
-        for days in _AMOUNT_WINDOWS:
-            window = spec.WINDOWS_DAYS.index(days)
-            out[:, _I[f"{kind}_amount_{days}d"]] = bins[:, code, : window + 1].sum(axis=1) / 100.0
+    running = np.zeros((n, len(_PAID_KINDS)))  # (users, kinds): cents inside the window reached so far
+    for window in range(len(spec.WINDOWS_DAYS)):
+        running += bins[:, _PAID_KINDS, window]
+        for kind, column in enumerate(_AMOUNT_COLUMNS.get(window, [])):
+            out[:, column] = running[:, kind] / 100.0
 
 
 def _runs(user: IntArray) -> tuple[IntArray, IntArray]:
     """First and last index of each user's run in user-sorted arrays."""
     if len(user) == 0:
         return user, user
-    change = np.flatnonzero(user[1:] != user[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    return starts, np.concatenate((change, [len(user)])) - 1
+    first = np.empty(len(user), dtype=bool)
+    first[0] = True
+    np.not_equal(user[1:], user[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = len(user) - 1
+    return starts, ends
 
 
 def _recency(out: FloatMatrix, ev: EventArrays, purchases: IntArray, as_of: int) -> None:
