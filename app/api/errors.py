@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from app.api.disconnect import ClientGone
+from app.api.event_parsing import InvalidEvents
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 from app.redis_client import PoolExhausted
 
@@ -75,6 +76,8 @@ def reply_for(exc: Exception) -> Reply | None:
             return invalid(exc.errors(include_url=False))
         case RequestValidationError():
             return invalid(exc.errors())
+        case InvalidEvents():
+            return invalid(exc.errors)
         case QueueFull() | PoolExhausted():
             return OVERLOADED
         case RedisError() | ConnectionError():
@@ -102,6 +105,7 @@ def install(app: FastAPI) -> None:
     for kind in (
         ValidationError,
         RequestValidationError,
+        InvalidEvents,
         QueueFull,
         PoolExhausted,
         RedisError,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from fastapi import APIRouter, Request, Response
 
@@ -11,22 +9,18 @@ from app import metrics
 from app.api.deps import ClockDep, StoreDep
 from app.api.documented import ERRORS, json_body
 from app.api.errors import Reply
+from app.api.event_parsing import parse_events
 from app.clock import Clock
 from app.features.online import OnlineFeatureStore
 from app.schemas import EventBatch, EventsAccepted
 
 router = APIRouter(tags=["events"])
-YIELD_AFTER_EVENTS = 100
 
 
 async def answer(store: OnlineFeatureStore, clock: Clock, body: bytes) -> Reply:
     """The whole request; raises what errors.reply_for answers (a busy pool is 429 before any write)."""
-    batch = EventBatch.model_validate_json(body)
-    if len(batch.events) > YIELD_AFTER_EVENTS:
-        # A large batch holds the event loop for milliseconds while it is validated and again while it
-        # is encoded: let the requests that arrived meanwhile run in between.
-        await asyncio.sleep(0)
-    result = await store.apply(batch.events, clock.now())
+    events = await parse_events(body)
+    result = await store.apply(events, clock.now())
     metrics.count_events(result.accepted, result.duplicates, [r.reason for r in result.rejected])
     return Reply(200, orjson.dumps(result))
 
