@@ -13,6 +13,7 @@ slot. The version names the record layout: a new layout gets a new key, never a 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ INSERTED, DUPLICATE, REFUSED = 1, 0, 2  # the script's per-record replies
 # Users merged per script call. One call per user spent most of a 100-event request packing commands
 # and dispatching scripts; one call for a whole 1,000-user request would hold Redis for tens of ms.
 USERS_PER_CALL: Final = 32
+YIELD_EVERY: Final = 250  # events encoded between two yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class OnlineFeatureStore:
             else:
                 fp = fingerprint(event.event_id)
                 by_user.setdefault(event.user_id, []).append((ts, fp, index, encode(event, ts, fp)))
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a 1,000-event batch must not hold the event loop throughout
         if not by_user:
             return result
         writes = {user_id: plan(entries) for user_id, entries in by_user.items()}
