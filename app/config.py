@@ -20,8 +20,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Worker processes of `serve`; more than one switches the metrics to Prometheus multi-process mode.
     workers: int = Field(default=1, ge=1, le=64)
-    # /score and /events served by raw ASGI handlers in front of the FastAPI router (measured ~2x faster);
-    # false routes them through FastAPI like every other path. Both give the same answers.
+    # /score and /events served by raw ASGI handlers in front of the FastAPI router (`make bench-serve`
+    # measures both); false routes them through FastAPI like every other path. Both give the same answers.
     fast_routes: bool = True
 
     redis_url: str = "redis://127.0.0.1:6379/0"

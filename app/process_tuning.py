@@ -17,10 +17,10 @@ def settle_after_startup() -> None:
     """Freeze the objects loaded at start-up, and keep freed memory for reuse.
 
     - Everything loaded so far (torch, numpy, the model) lives as long as the process. Unfrozen, each
-      full garbage collection walked those objects again, stalling every request for ~100 ms under load.
+      full garbage collection walked those objects again, stalling every request under load.
     - A batch allocates arrays of a few MiB and frees them milliseconds later. By default glibc serves
       such blocks with fresh mmaps and hands them back to the OS on free, so every batch paid thousands
-      of page faults on zeroed pages; keeping them in the heap halved the feature computation's time.
+      of page faults on zeroed pages; kept in the heap, the same memory serves the next batch.
     """
     gc.collect()
     gc.freeze()

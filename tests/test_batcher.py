@@ -145,7 +145,7 @@ def test_a_disconnecting_client_cancels_its_job() -> None:
             return {"type": "http.disconnect"}
 
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        job: Job[None, int] = Job(None, 1, float("inf"), future)
+        job: Job[None, int] = Job(None, 1, future)
         with pytest.raises(ClientGone):
             await result_unless_gone(job, receive)
         return future.cancelled()

@@ -1,14 +1,13 @@
-"""Wait for a queued job, unless its client goes away first or its deadline passes."""
+"""Wait for a queued job, unless its client goes away first."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, TypeVar
 
 from starlette.types import Receive
 
-from app.model.batcher import DeadlineExceeded, Job
+from app.model.batcher import Job
 
 R = TypeVar("R")
 
@@ -24,16 +23,14 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def result_unless_gone(job: Job[Any, R], receive: Receive) -> R:
-    """The job's result. If the client disconnects first, the job is cancelled (the batcher then skips
-    it) and ClientGone is raised; past its deadline, DeadlineExceeded.
+    """The job's result (or the batcher's DeadlineExceeded). If the client disconnects first, the job is
+    cancelled (the batcher then skips it) and ClientGone is raised.
 
-    One watcher task and one timer per request, and callbacks rather than asyncio.wait: this runs for
-    every scoring request."""
+    One watcher task per request and a callback rather than asyncio.wait: this runs for every scoring
+    request."""
     future = job.future
-    loop = asyncio.get_running_loop()
-    watcher = loop.create_task(_disconnected(receive))
+    watcher = asyncio.get_running_loop().create_task(_disconnected(receive))
     watcher.add_done_callback(lambda _: future.cancel())
-    timer = loop.call_later(max(0.0, job.deadline - time.perf_counter()), _expire, future)
     try:
         return await future
     except asyncio.CancelledError:
@@ -41,11 +38,5 @@ async def result_unless_gone(job: Job[Any, R], receive: Receive) -> R:
             raise ClientGone from None
         raise
     finally:
-        timer.cancel()
         if not watcher.done():
             watcher.cancel()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(DeadlineExceeded())

@@ -43,9 +43,7 @@ class FastRoutes:
             if answer is None:
                 raise
             reply = answer
-        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
+        await reply.send(send)
 
 
 async def read_body(receive: Receive) -> bytes:

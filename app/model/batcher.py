@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -40,8 +40,8 @@ R = TypeVar("R")  # what it gets back
 class Job(Generic[P, R]):
     payload: P
     rows: int
-    deadline: float
     future: asyncio.Future[R]
+    expiry: asyncio.TimerHandle | None = None  # fails the future with DeadlineExceeded when it fires
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -64,8 +64,8 @@ class MicroBatcher(Generic[P, R]):
         self.max_delay_s = max_delay_s
         self.queue_max_rows = queue_max_rows
         self.queue_max_wait_s = queue_max_wait_s
-        # Measured processing time per row (smoothed), from batches big enough that the fixed cost of a
-        # batch does not dominate; None until such a batch has run.
+        # Measured time to drain a row (smoothed), over back-to-back batch cycles big enough that a
+        # batch's fixed cost does not dominate; None until such a cycle has run.
         self._seconds_per_row: float | None = None
         # A deque and one wake-up future rather than an asyncio.Queue: waiting on a queue with a
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
@@ -102,15 +102,17 @@ class MicroBatcher(Generic[P, R]):
         return queued * self._seconds_per_row <= self.queue_max_wait_s
 
     def submit(self, payload: P, rows: int, timeout_s: float) -> Job[P, R]:
-        """Queue a job; await `job.future` for its result. Raises QueueFull or BatcherStopped at once."""
+        """Queue a job; await `job.future` for its result, or DeadlineExceeded once `timeout_s` has
+        passed (also while its batch is being processed). Raises QueueFull or BatcherStopped at once."""
         if self._stopping:
             raise BatcherStopped
         if rows > self.max_rows:
             raise ValueError(f"a job of {rows} rows exceeds the batch size {self.max_rows}")
         if not self.has_room(rows):
             raise QueueFull
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        job = Job(payload, rows, time.perf_counter() + timeout_s, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        job = Job(payload, rows, future, loop.call_later(timeout_s, _expire, future))
         self._queue.append(job)
         self._queued_rows += rows
         metrics.QUEUE_ROWS.set(self._queued_rows)
@@ -175,27 +177,28 @@ class MicroBatcher(Generic[P, R]):
         now = time.perf_counter()
         live = []
         for job in batch:
-            if job.future.done():  # cancelled: the request gave up or its client went away
-                metrics.JOBS_SKIPPED.labels("cancelled").inc()
-            elif job.deadline < now:
-                job.future.set_exception(DeadlineExceeded())
-                metrics.JOBS_SKIPPED.labels("deadline").inc()
+            if job.future.done():  # the request gave up (its client went away) or its deadline passed
+                metrics.JOBS_SKIPPED.labels("cancelled" if job.future.cancelled() else "deadline").inc()
             else:
                 live.append(job)
         if not live:
             return
         metrics.observe_many(metrics.QUEUE_WAIT_SECONDS, now - np.array([job.enqueued for job in live]))
         metrics.BATCH_ROWS.observe(sum(job.rows for job in live))
+        outcome: list[R] | Exception
         try:
-            results = await self._process(live)
+            outcome = await self._process(live)
         except Exception as error:  # a failed batch fails its requests, not the batcher
-            for job in live:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
-        for job, result in zip(live, results, strict=True):
-            if not job.future.done():
-                job.future.set_result(result)
+            outcome = error
+        for index, job in enumerate(live):
+            if job.expiry is not None:
+                job.expiry.cancel()
+            if job.future.done():  # the request gave up or timed out while its batch ran
+                continue
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome[index])
 
     def _measure(self, rows: int, seconds: float) -> None:
         if rows < PACE_MIN_ROWS:
@@ -203,3 +206,8 @@ class MicroBatcher(Generic[P, R]):
         pace = seconds / rows
         previous = self._seconds_per_row
         self._seconds_per_row = pace if previous is None else previous + PACE_SMOOTHING * (pace - previous)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded())

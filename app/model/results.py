@@ -31,10 +31,8 @@ class UserScore(TypedDict):
 
 @dataclass(frozen=True)
 class ScoredRows:
-    """One model's answers for consecutive rows of a batch, as arrays (cheap to slice)."""
+    """One model's answers for consecutive rows of a batch, as arrays."""
 
-    model_version: str
-    scored_at: datetime
     probability: npt.NDArray[np.float64]
     tier: npt.NDArray[np.int64]
     segment: npt.NDArray[np.int64]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 import numpy.typing as npt
 
@@ -28,9 +26,7 @@ class ChurnModel:
         self._probability_histogram = metrics.SCORE_PROBABILITY.labels(self.version)
         self._tier_counters = [metrics.SCORES.labels(tier) for tier in TIERS]
 
-    def score(
-        self, raw: Matrix, known: npt.NDArray[np.bool_], scored_at: datetime, explain: bool, top_k: int
-    ) -> ScoredRows:
+    def score(self, raw: Matrix, known: npt.NDArray[np.bool_], explain: bool, top_k: int) -> ScoredRows:
         """Scale, forward (and backward when explaining), calibrate, tier and segment a whole batch."""
         scaled_exact = self.bundle.preprocessor.transform(raw)
         scaled = scaled_exact.astype(np.float32)
@@ -43,9 +39,7 @@ class ChurnModel:
             if count:
                 self._tier_counters[tier].inc(int(count))
         metrics.observe_many(self._probability_histogram, probability)
-        return ScoredRows(
-            self.version, scored_at, probability, tiers, segments, known, self.bundle.segments.names, reasons
-        )
+        return ScoredRows(probability, tiers, segments, known, self.bundle.segments.names, reasons)
 
     def _reasons(
         self,

@@ -9,7 +9,6 @@ versions: jobs are grouped by the model they carry.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from app.clock import Clock
 from app.features import spec
 from app.features.compute import FloatMatrix
 from app.features.online import OnlineFeatureStore
-from app.model.batcher import DeadlineExceeded, Job, MicroBatcher
+from app.model.batcher import Job, MicroBatcher
 from app.model.results import ScoreResult
 from app.model.scorer import ChurnModel
 
@@ -82,12 +81,8 @@ class ScoringService:
         return self.batcher.submit(ScoreAsk(user_ids, explain, self._model), len(user_ids), self._deadline_s)
 
     async def score(self, user_ids: list[str], explain: bool) -> ScoreResult:
-        """Admit, queue and await one request's scores (in request order)."""
-        job = self.submit(user_ids, explain)
-        try:
-            return await asyncio.wait_for(job.future, self._deadline_s)
-        except TimeoutError as error:
-            raise DeadlineExceeded from error
+        """Admit, queue and await one request's scores (in request order), or DeadlineExceeded."""
+        return await self.submit(user_ids, explain).future
 
     async def _process(self, jobs: list[ScoreJob]) -> list[ScoreResult]:
         scored_at = self._clock.now()
@@ -123,7 +118,7 @@ class ScoringService:
         model = jobs[0].payload.model
         explain = any(job.payload.explain for job in jobs)
         started = time.perf_counter()
-        scored = model.score(raw, known, scored_at, explain, self._top_k)
+        scored = model.score(raw, known, explain, self._top_k)
         with_reasons = [job.payload.explain for job in jobs for _ in range(job.rows)]
         users = scored.users(user_ids, with_reasons)
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
