@@ -82,16 +82,18 @@ def main() -> None:
     }
     torch.set_num_threads(1)
     result["cpu_rows_per_s"] = throughput("cpu")
-    if cuda:
-        result["agreement"] = agreement()
-        result["cuda_rows_per_s"] = throughput("cuda")
-        from bench.gpu_service import service_under_load
+    try:
+        if cuda:
+            result["agreement"] = agreement()
+            result["cuda_rows_per_s"] = throughput("cuda")
+            from bench.gpu_service import service_under_load
 
-        result["service_on_cuda"] = service_under_load(args.seconds)
-    print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results written to {args.out}")
+            result["service_on_cuda"] = service_under_load(args.seconds)
+    finally:  # what was measured is kept even when a later stage fails
+        print_table(result)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results written to {args.out}")
     if not cuda:
         print("no CUDA device here: only the CPU half ran")
 
