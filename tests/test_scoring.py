@@ -111,11 +111,11 @@ def test_a_job_keeps_the_model_it_was_admitted_with_across_a_swap(redis_url: str
     async def main() -> tuple[ScoreResult, ScoreResult, ScoreResult, ScoreResult]:
         async with service(redis_url, model, max_delay_s=0.05) as scoring:
             batches_before = batch_count()
-            admitted_before = asyncio.ensure_future(scoring.score(USERS[:4], explain=False))
-            await asyncio.sleep(0.005)  # admitted and queued; its batch closes only after 50 ms
+            # Both admitted in the same event-loop turn, so they share a batch, with a swap between.
+            admitted_before = scoring.submit(USERS[:4], explain=False)
             scoring.swap_model(swapped_in)
-            admitted_after = asyncio.ensure_future(scoring.score(USERS[:4], explain=False))
-            before_swap, after_swap = await admitted_before, await admitted_after
+            admitted_after = scoring.submit(USERS[:4], explain=False)
+            before_swap, after_swap = await admitted_before.future, await admitted_after.future
             batches = batch_count() - batches_before
         async with service(redis_url, model) as reference:
             old = await reference.score(USERS[:4], explain=False)

@@ -1,7 +1,10 @@
 """Dynamic micro-batching: jobs of concurrent requests share one pass of the expensive steps.
 
-A bounded queue of jobs, measured in rows (users); a batch closes when it is full (max rows) or when
-its first job has waited max_delay. One batch is processed at a time. Jobs whose request has gone
+A bounded queue of jobs, measured in rows (users); a batch gathers while requests keep arriving and
+closes when the event loop has turned twice without a new job, when it is full (max rows), or when its
+first job has waited max_delay. Closing on quiet rather than on a timer takes in every request that is
+already on its way without leaving the core idle: under load the batch is as large as what arrived
+while the previous one ran, and a lone request waits microseconds, not max_delay. One batch is processed at a time. Jobs whose request has gone
 (cancelled future) or whose deadline has passed are dropped before processing. A job is never split:
 max_rows is at least the largest job a request can make.
 """
@@ -45,6 +48,7 @@ class Job(Generic[P, R]):
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+QUIET_TURNS = 2  # event-loop turns without a new job after which a batch stops gathering
 PACE_MIN_ROWS = 64  # smaller batches are mostly fixed cost: they would overstate the time per row
 PACE_SMOOTHING = 0.2  # weight of the newest batch in the smoothed time per row
 Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
@@ -71,6 +75,7 @@ class MicroBatcher(Generic[P, R]):
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
         self._queue: deque[Job[P, R]] = deque()
         self._queued_rows = 0
+        self._submitted = 0  # jobs ever queued: tells the gathering loop whether a turn brought any
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -115,6 +120,7 @@ class MicroBatcher(Generic[P, R]):
         job = Job(payload, rows, future, loop.call_later(timeout_s, _expire, future))
         self._queue.append(job)
         self._queued_rows += rows
+        self._submitted += 1
         metrics.QUEUE_ROWS.set(self._queued_rows)
         if len(self._queue) == 1 or self._queued_rows >= self.max_rows:
             self._wake()  # a first job starts the delay; a full batch ends it
@@ -124,19 +130,13 @@ class MicroBatcher(Generic[P, R]):
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def _sleep(self, until: float | None) -> None:
-        """Until woken by submit/stop, or until the perf_counter time `until`."""
-        loop = asyncio.get_running_loop()
-        self._wakeup = loop.create_future()
-        timer = None
-        if until is not None:
-            timer = loop.call_later(max(0.0, until - time.perf_counter()), self._wake)
+    async def _sleep(self) -> None:
+        """Until woken by submit or stop."""
+        self._wakeup = asyncio.get_running_loop().create_future()
         try:
             await self._wakeup
         finally:
             self._wakeup = None
-            if timer is not None:
-                timer.cancel()
 
     async def _loop(self) -> None:
         previous: tuple[float, int] | None = None  # (start, rows) of the last batch, if back-to-back
@@ -145,12 +145,9 @@ class MicroBatcher(Generic[P, R]):
                 if self._stopping:
                     return
                 previous = None  # idle time is not drain time
-                await self._sleep(None)
+                await self._sleep()
                 continue
-            flush_at = self._queue[0].enqueued + self.max_delay_s
-            while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
-                previous = None
-                await self._sleep(flush_at)
+            await self._gather()
             batch = self._take_batch()
             started = time.perf_counter()
             if previous is not None:
@@ -160,6 +157,19 @@ class MicroBatcher(Generic[P, R]):
                 self._measure(previous[1], started - previous[0])
             previous = (started, sum(job.rows for job in batch))
             await self._run(batch)
+
+    async def _gather(self) -> None:
+        """Let the batch grow while requests keep arriving: give the event loop turns (each reads the
+        sockets and runs the requests that are ready) until QUIET_TURNS turns in a row add no job, the
+        batch is full, or its first job has waited max_delay."""
+        flush_at = self._queue[0].enqueued + self.max_delay_s
+        quiet = 0
+        while quiet < QUIET_TURNS and not self._stopping and self._queued_rows < self.max_rows:
+            if time.perf_counter() >= flush_at:
+                return
+            submitted = self._submitted
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self._submitted == submitted else 0
 
     def _take_batch(self) -> list[Job[P, R]]:
         """Jobs from the front of the queue, up to max_rows (a job that does not fit waits its turn)."""
