@@ -4,9 +4,11 @@ A bounded queue of jobs, measured in rows (users); a batch gathers while request
 closes when the event loop has turned twice without a new job, when it is full (max rows), or when its
 first job has waited max_delay. Closing on quiet rather than on a timer takes in every request that is
 already on its way without leaving the core idle: under load the batch is as large as what arrived
-while the previous one ran, and a lone request waits microseconds, not max_delay. One batch is processed at a time. Jobs whose request has gone
-(cancelled future) or whose deadline has passed are dropped before processing. A job is never split:
-max_rows is at least the largest job a request can make.
+while the previous one ran, and a lone request waits microseconds, not max_delay.
+
+One batch is processed at a time. Jobs whose request has gone (cancelled future) or whose deadline has
+passed are dropped before processing. A job is never split: max_rows is at least the largest job a
+request can make.
 """
 
 from __future__ import annotations
