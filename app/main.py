@@ -37,8 +37,8 @@ def load_model(settings: Settings) -> ChurnModel:
 
 
 class ChurnAPI(FastAPI):
-    """FastAPI behind a raw ASGI front: latency metrics, the body limit and the hot routes run before
-    FastAPI's own middleware and routing, which per request cost more than batched scoring does."""
+    """FastAPI behind a raw ASGI front: the hot routes, then latency metrics and the body limit, run
+    before FastAPI's own middleware and routing, which per request cost more than batched scoring does."""
 
     front: ASGIApp
 
@@ -96,6 +96,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(module.router)
     documented.install(app)
     routed: ASGIApp = functools.partial(FastAPI.__call__, app)
-    inner = FastRoutes(routed, app.state) if settings.fast_routes else routed
-    app.front = LatencyMetrics(BodyLimit(inner, max_bytes=settings.max_body_bytes))
+    guarded = LatencyMetrics(BodyLimit(routed, max_bytes=settings.max_body_bytes))
+    app.front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
     return app

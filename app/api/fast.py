@@ -1,20 +1,24 @@
-"""Raw ASGI handlers for the two hot routes, in front of the FastAPI router.
+"""Raw ASGI handlers for the two hot routes, in front of everything else.
 
-FastAPI's routing, dependency solving and request/response objects cost more per request than the
-scoring itself once scoring is batched (see the README's benchmarks). These handlers call the very
-same `answer` functions as the FastAPI routes, which stay mounted and documented in the OpenAPI
-schema; only the dispatch differs. Every other path goes to FastAPI.
+FastAPI's routing, dependency solving and request/response objects, and even two layers of ASGI
+middleware, cost more per request than the scoring itself once scoring is batched (see the README's
+benchmarks). These handlers call the very same `answer` functions as the FastAPI routes, which stay
+mounted and documented in the OpenAPI schema, and do the body limit and the latency metric inline;
+only the dispatch differs. Every other request goes to `app` (the middleware, then FastAPI).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import metrics
 from app.api import events, score
-from app.api.errors import Reply, reply_for
+from app.api.errors import Reply, reply_for, too_large
+from app.api.middleware import declared_length_ok, read_bounded
 
 Handler = Callable[[State, bytes, Receive], Awaitable[Reply]]
 
@@ -22,37 +26,38 @@ HANDLERS: dict[str, Handler] = {
     "/score": lambda state, body, receive: score.answer(state.scoring, body, receive),
     "/events": lambda state, body, _: events.answer(state.store, state.clock, body),
 }
-ROUTE_KEY = "churn.route"  # the route template, for the latency metrics
 
 
 class FastRoutes:
-    def __init__(self, app: ASGIApp, state: State) -> None:
+    def __init__(self, app: ASGIApp, state: State, max_body_bytes: int) -> None:
         self.app = app
         self.state = state  # the app's state, where the lifespan puts the store and the scoring service
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = HANDLERS.get(scope["path"]) if scope["type"] == "http" else None
         if handler is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        scope[ROUTE_KEY] = scope["path"]
+        started = time.perf_counter()
+        status = 500
         try:
-            reply = await handler(self.state, await read_body(receive), receive)
+            reply = await self._reply(handler, scope, receive)
+            status = reply.status
+            await reply.send(send)
+        finally:
+            metrics.request_seconds(scope["path"], "POST", status).observe(time.perf_counter() - started)
+
+    async def _reply(self, handler: Handler, scope: Scope, receive: Receive) -> Reply:
+        if declared_length_ok(scope, self.max_body_bytes) is False:
+            return too_large(self.max_body_bytes)
+        body = await read_bounded(receive, self.max_body_bytes)
+        if body is None:
+            return too_large(self.max_body_bytes)
+        try:
+            return await handler(self.state, body, receive)
         except Exception as exc:
-            answer = reply_for(exc)
-            if answer is None:
+            reply = reply_for(exc)
+            if reply is None:
                 raise
-            reply = answer
-        await reply.send(send)
-
-
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (BodyLimit, outside this middleware, has already bounded its size)."""
-    message = await receive()
-    if not message.get("more_body", False):
-        return bytes(message.get("body", b""))
-    chunks = [message.get("body", b"")]
-    while message.get("more_body", False):
-        message = await receive()
-        chunks.append(message.get("body", b""))
-    return b"".join(chunks)
+            return reply
