@@ -7,7 +7,14 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.model.batcher import BatcherStopped, DeadlineExceeded, Job, MicroBatcher, QueueFull
+from app.model.batcher import (
+    QUIET_MIN_ROWS,
+    BatcherStopped,
+    DeadlineExceeded,
+    Job,
+    MicroBatcher,
+    QueueFull,
+)
 
 Batch = list[Job[list[int], list[int]]]
 
@@ -60,28 +67,28 @@ def test_concurrent_jobs_share_batches_and_get_their_own_results() -> None:
     assert outputs == [[2 * x for x in p] for p in payloads]
 
 
-def test_a_batch_gathers_while_jobs_arrive_and_a_lone_job_does_not_wait_the_delay() -> None:
+def test_a_batch_gathers_while_jobs_arrive_and_closes_on_quiet_once_worth_running() -> None:
     recording = Recording()
     waited: list[float] = []
 
     async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await result(batcher, [1])
+        jobs = []
+        for i in range(QUIET_MIN_ROWS + 4):
+            jobs.append(batcher.submit([i], 1, 5.0))
+            await asyncio.sleep(0)  # the next request arrives a loop turn later
+        assert [await job.future for job in jobs] == [[2 * i] for i in range(QUIET_MIN_ROWS + 4)]
         waited.append(loop.time() - started)
 
-        async def arriving_one_turn_apart() -> list[list[int]]:
-            jobs = []
-            for i in range(5):
-                jobs.append(batcher.submit([i], 1, 5.0))
-                await asyncio.sleep(0)  # the next request arrives a loop turn later
-            return [await job.future for job in jobs]
+        started = loop.time()
+        await result(batcher, [1])  # alone: waits for company, at most max_delay
+        waited.append(loop.time() - started)
 
-        assert await arriving_one_turn_apart() == [[0], [2], [4], [6], [8]]
-
-    run(recording, main, max_delay_s=1.0)
-    assert waited[0] < 0.5  # closed on quiet, not after max_delay
-    assert recording.batches[1:] == [[[0], [1], [2], [3], [4]]]  # one batch, though none came together
+    run(recording, main, max_delay_s=0.3)
+    assert waited[0] < 0.2  # closed on quiet, not after max_delay
+    assert recording.batches[0] == [[i] for i in range(QUIET_MIN_ROWS + 4)]  # one batch, none came together
+    assert 0.25 < waited[1] < 2.0
 
 
 def test_a_batch_closes_when_full_and_jobs_are_never_split() -> None:

@@ -1,10 +1,10 @@
 """Dynamic micro-batching: jobs of concurrent requests share one pass of the expensive steps.
 
-A bounded queue of jobs, measured in rows (users); a batch gathers while requests keep arriving and
-closes when the event loop has turned twice without a new job, when it is full (max rows), or when its
-first job has waited max_delay. Closing on quiet rather than on a timer takes in every request that is
-already on its way without leaving the core idle: under load the batch is as large as what arrived
-while the previous one ran, and a lone request waits microseconds, not max_delay.
+A bounded queue of jobs, measured in rows (users). A batch gathers while requests keep arriving: it
+closes when the event loop has turned twice without a new job and the batch holds at least
+QUIET_MIN_ROWS, when it is full (max rows), or when its first job has waited max_delay. Closing on quiet
+takes in every request already on its way without a timer leaving the core idle (a closed loop of
+clients all waiting); the row floor keeps a trickle of requests from paying a batch's fixed cost each.
 
 One batch is processed at a time. Jobs whose request has gone (cancelled future) or whose deadline has
 passed are dropped before processing. A job is never split: max_rows is at least the largest job a
@@ -51,6 +51,7 @@ class Job(Generic[P, R]):
 
 
 QUIET_TURNS = 2  # event-loop turns without a new job after which a batch stops gathering
+QUIET_MIN_ROWS = 16  # below this a batch's fixed cost dominates: a quiet loop waits for company instead
 PACE_MIN_ROWS = 64  # smaller batches are mostly fixed cost: they would overstate the time per row
 PACE_SMOOTHING = 0.2  # weight of the newest batch in the smoothed time per row
 Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
@@ -124,21 +125,31 @@ class MicroBatcher(Generic[P, R]):
         self._queued_rows += rows
         self._submitted += 1
         metrics.QUEUE_ROWS.set(self._queued_rows)
-        if len(self._queue) == 1 or self._queued_rows >= self.max_rows:
-            self._wake()  # a first job starts the delay; a full batch ends it
+        if (
+            len(self._queue) == 1
+            or self._queued_rows >= self.max_rows
+            or self._queued_rows - rows < QUIET_MIN_ROWS <= self._queued_rows
+        ):
+            self._wake()  # a first job starts gathering; enough rows end the wait for company
         return job
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def _sleep(self) -> None:
-        """Until woken by submit or stop."""
-        self._wakeup = asyncio.get_running_loop().create_future()
+    async def _sleep(self, until: float | None = None) -> None:
+        """Until woken by submit or stop (a full batch wakes it too), or until perf_counter time `until`."""
+        loop = asyncio.get_running_loop()
+        self._wakeup = loop.create_future()
+        timer = None
+        if until is not None:
+            timer = loop.call_later(max(0.0, until - time.perf_counter()), self._wake)
         try:
             await self._wakeup
         finally:
             self._wakeup = None
+            if timer is not None:
+                timer.cancel()
 
     async def _loop(self) -> None:
         previous: tuple[float, int] | None = None  # (start, rows) of the last batch, if back-to-back
@@ -162,11 +173,19 @@ class MicroBatcher(Generic[P, R]):
 
     async def _gather(self) -> None:
         """Let the batch grow while requests keep arriving: give the event loop turns (each reads the
-        sockets and runs the requests that are ready) until QUIET_TURNS turns in a row add no job, the
-        batch is full, or its first job has waited max_delay."""
+        sockets and runs the requests that are ready) until QUIET_TURNS turns in a row add no job and the
+        batch holds QUIET_MIN_ROWS, the batch is full, or its first job has waited max_delay."""
         flush_at = self._queue[0].enqueued + self.max_delay_s
         quiet = 0
-        while quiet < QUIET_TURNS and not self._stopping and self._queued_rows < self.max_rows:
+        while not self._stopping and self._queued_rows < self.max_rows:
+            if quiet >= QUIET_TURNS:
+                if self._queued_rows >= QUIET_MIN_ROWS:
+                    return
+                # Too few rows to be worth a batch's fixed cost: wait for company, until max_delay or
+                # until enough rows have come (submit wakes this then).
+                await self._sleep(flush_at)
+                quiet = 0
+                continue
             if time.perf_counter() >= flush_at:
                 return
             submitted = self._submitted
