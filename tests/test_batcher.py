@@ -7,14 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.model.batcher import (
-    QUIET_MIN_ROWS,
-    BatcherStopped,
-    DeadlineExceeded,
-    Job,
-    MicroBatcher,
-    QueueFull,
-)
+from app.model.batcher import BatcherStopped, DeadlineExceeded, Job, MicroBatcher, QueueFull
 
 Batch = list[Job[list[int], list[int]]]
 
@@ -65,30 +58,6 @@ def test_concurrent_jobs_share_batches_and_get_their_own_results() -> None:
     assert len(recording.batches) < len(payloads)
     assert all(sum(len(p) for p in batch) <= 64 for batch in recording.batches)
     assert outputs == [[2 * x for x in p] for p in payloads]
-
-
-def test_a_batch_gathers_while_jobs_arrive_and_closes_on_quiet_once_worth_running() -> None:
-    recording = Recording()
-    waited: list[float] = []
-
-    async def main(batcher: MicroBatcher[list[int], list[int]]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        jobs = []
-        for i in range(QUIET_MIN_ROWS + 4):
-            jobs.append(batcher.submit([i], 1, 5.0))
-            await asyncio.sleep(0)  # the next request arrives a loop turn later
-        assert [await job.future for job in jobs] == [[2 * i] for i in range(QUIET_MIN_ROWS + 4)]
-        waited.append(loop.time() - started)
-
-        started = loop.time()
-        await result(batcher, [1])  # alone: waits for company, at most max_delay
-        waited.append(loop.time() - started)
-
-    run(recording, main, max_delay_s=0.3)
-    assert waited[0] < 0.2  # closed on quiet, not after max_delay
-    assert recording.batches[0] == [[i] for i in range(QUIET_MIN_ROWS + 4)]  # one batch, none came together
-    assert 0.25 < waited[1] < 2.0
 
 
 def test_a_batch_closes_when_full_and_jobs_are_never_split() -> None:

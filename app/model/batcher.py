@@ -1,14 +1,9 @@
 """Dynamic micro-batching: jobs of concurrent requests share one pass of the expensive steps.
 
-A bounded queue of jobs, measured in rows (users). A batch gathers while requests keep arriving: it
-closes when the event loop has turned twice without a new job and the batch holds at least
-QUIET_MIN_ROWS, when it is full (max rows), or when its first job has waited max_delay. Closing on quiet
-takes in every request already on its way without a timer leaving the core idle (a closed loop of
-clients all waiting); the row floor keeps a trickle of requests from paying a batch's fixed cost each.
-
-One batch is processed at a time. Jobs whose request has gone (cancelled future) or whose deadline has
-passed are dropped before processing. A job is never split: max_rows is at least the largest job a
-request can make.
+A bounded queue of jobs, measured in rows (users); a batch closes when it is full (max rows) or when
+its first job has waited max_delay. One batch is processed at a time. Jobs whose request has gone
+(cancelled future) or whose deadline has passed are dropped before processing. A job is never split:
+max_rows is at least the largest job a request can make.
 """
 
 from __future__ import annotations
@@ -50,8 +45,6 @@ class Job(Generic[P, R]):
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-QUIET_TURNS = 2  # event-loop turns without a new job after which a batch stops gathering
-QUIET_MIN_ROWS = 16  # below this a batch's fixed cost dominates: a quiet loop waits for company instead
 PACE_MIN_ROWS = 64  # smaller batches are mostly fixed cost: they would overstate the time per row
 PACE_SMOOTHING = 0.2  # weight of the newest batch in the smoothed time per row
 Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
@@ -71,14 +64,13 @@ class MicroBatcher(Generic[P, R]):
         self.max_delay_s = max_delay_s
         self.queue_max_rows = queue_max_rows
         self.queue_max_wait_s = queue_max_wait_s
-        # Measured time to drain a row (smoothed), over back-to-back batch cycles big enough that a
-        # batch's fixed cost does not dominate; None until such a cycle has run.
+        # Measured time to process a row (smoothed), over batches big enough that their fixed cost does
+        # not dominate; None until such a batch has run.
         self._seconds_per_row: float | None = None
         # A deque and one wake-up future rather than an asyncio.Queue: waiting on a queue with a
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
         self._queue: deque[Job[P, R]] = deque()
         self._queued_rows = 0
-        self._submitted = 0  # jobs ever queued: tells the gathering loop whether a turn brought any
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -123,22 +115,17 @@ class MicroBatcher(Generic[P, R]):
         job = Job(payload, rows, future, loop.call_later(timeout_s, _expire, future))
         self._queue.append(job)
         self._queued_rows += rows
-        self._submitted += 1
         metrics.QUEUE_ROWS.set(self._queued_rows)
-        if (
-            len(self._queue) == 1
-            or self._queued_rows >= self.max_rows
-            or self._queued_rows - rows < QUIET_MIN_ROWS <= self._queued_rows
-        ):
-            self._wake()  # a first job starts gathering; enough rows end the wait for company
+        if len(self._queue) == 1 or self._queued_rows >= self.max_rows:
+            self._wake()  # a first job starts the delay; a full batch ends it
         return job
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def _sleep(self, until: float | None = None) -> None:
-        """Until woken by submit or stop (a full batch wakes it too), or until perf_counter time `until`."""
+    async def _sleep(self, until: float | None) -> None:
+        """Until woken by submit/stop, or until the perf_counter time `until`."""
         loop = asyncio.get_running_loop()
         self._wakeup = loop.create_future()
         timer = None
@@ -152,45 +139,22 @@ class MicroBatcher(Generic[P, R]):
                 timer.cancel()
 
     async def _loop(self) -> None:
-        previous: tuple[float, int] | None = None  # (start, rows) of the last batch, if back-to-back
         while True:
             if not self._queue:
                 if self._stopping:
                     return
-                previous = None  # idle time is not drain time
-                await self._sleep()
+                await self._sleep(None)
                 continue
-            await self._gather()
+            flush_at = self._queue[0].enqueued + self.max_delay_s
+            while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
+                await self._sleep(flush_at)
             batch = self._take_batch()
             started = time.perf_counter()
-            if previous is not None:
-                # Back-to-back batches: the whole cycle since the last one started is what the queue
-                # took to drain those rows, including the loop's work between batches (answers sent,
-                # requests read and refused), which the batch's own time would leave out.
-                self._measure(previous[1], started - previous[0])
-            previous = (started, sum(job.rows for job in batch))
             await self._run(batch)
-
-    async def _gather(self) -> None:
-        """Let the batch grow while requests keep arriving: give the event loop turns (each reads the
-        sockets and runs the requests that are ready) until QUIET_TURNS turns in a row add no job and the
-        batch holds QUIET_MIN_ROWS, the batch is full, or its first job has waited max_delay."""
-        flush_at = self._queue[0].enqueued + self.max_delay_s
-        quiet = 0
-        while not self._stopping and self._queued_rows < self.max_rows:
-            if quiet >= QUIET_TURNS:
-                if self._queued_rows >= QUIET_MIN_ROWS:
-                    return
-                # Too few rows to be worth a batch's fixed cost: wait for company, until max_delay or
-                # until enough rows have come (submit wakes this then).
-                await self._sleep(flush_at)
-                quiet = 0
-                continue
-            if time.perf_counter() >= flush_at:
-                return
-            submitted = self._submitted
-            await asyncio.sleep(0)
-            quiet = quiet + 1 if self._submitted == submitted else 0
+            # The pace is the batch's own time per row. Not the whole cycle between batches: that also
+            # holds the loop's work of refusing requests, which grows as more are refused, and a pace
+            # fed by it would refuse more still.
+            self._measure(sum(job.rows for job in batch), time.perf_counter() - started)
 
     def _take_batch(self) -> list[Job[P, R]]:
         """Jobs from the front of the queue, up to max_rows (a job that does not fit waits its turn)."""
