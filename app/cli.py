@@ -15,6 +15,15 @@ def _date(text: str) -> datetime:
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> None:
+    from app.training.datasets import JobRefused
+
+    try:
+        _run_training(args, argv)
+    except JobRefused as refused:  # the log cannot make this job: one line, status 1, no traceback
+        sys.exit(str(refused))
+
+
+def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
     from app.model.bundle import set_current
     from app.training import pipeline, presets
     from app.training.train import TrainConfig

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from app.features import spec
 from app.model import bundle
 from app.training import pipeline, presets
-from app.training.datasets import time_split
+from app.training.datasets import JobRefused, time_split
 from app.training.train import TrainConfig
 
 CONFIG = TrainConfig(max_epochs=12, patience=5, seed=11)
@@ -31,17 +31,68 @@ def trained(job: pipeline.TrainingJob, tmp_path_factory: pytest.TempPathFactory)
 def test_training_yields_a_loadable_bundle_with_a_report(trained: Path) -> None:
     loaded = bundle.load_bundle(trained.parent, trained.name)
     assert loaded.manifest["feature_names"] == list(spec.FEATURE_NAMES)
+    assert loaded.manifest["failed_parts"] == {}
     metrics = json.loads((trained / "report" / "metrics.json").read_text())
-    assert {"mlp", "logistic_regression", "gradient_boosting", "decision_tree_entropy"} <= set(metrics)
+    assert set(metrics) == {
+        "mlp", "logistic_regression", "gradient_boosting", "random_forest", "decision_tree_entropy",
+        "recency_only", "bg_nbd",
+    }  # fmt: skip
     assert 0.5 < metrics["mlp"]["roc_auc"] <= 1.0
+    assert 0.5 < metrics["random_forest"]["roc_auc"] <= 1.0
     assert loaded.tiers.medium <= loaded.tiers.high
-    for plot in ("roc", "pr", "calibration", "gains", "feature_importance", "segments"):
+    plots = ("roc", "pr", "calibration", "gains", "gains_retained", "feature_importance", "information_gain")
+    for plot in (*plots, "segments"):
         assert (trained / "report" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
     assert len(set(loaded.segments.names)) == len(loaded.segments.names)
+    card = (trained / "report" / "model_card.md").read_text()
+    assert "None: every baseline, ranking and figure was produced." in card
 
 
-def test_same_seed_gives_the_same_model(job: pipeline.TrainingJob, trained: Path, tmp_path: Path) -> None:
+def test_the_report_ranks_features_both_ways_and_counts_users_per_calibration_bin(
+    job: pipeline.TrainingJob, trained: Path
+) -> None:
+    report = trained / "report"
+    rankings = json.loads((report / "feature_importance.json").read_text())
+    assert set(rankings) == {"mutual_information_nats", "permutation_auc_drop"}
+    gain = rankings["mutual_information_nats"]
+    assert set(gain) == set(spec.FEATURE_NAMES) and min(gain.values()) >= 0
+    calibration = json.loads((report / "calibration.json").read_text())
+    for bins in calibration.values():
+        assert len(bins) == 10 and sum(b["users"] for b in bins) == len(job.splits.test.y)
+    sizes = json.loads((report / "segment_sizes.json").read_text())
+    assert sum(s["users"] for s in sizes) == len(job.splits.train.y)
+    card = (report / "model_card.md").read_text()
+    top = max(gain, key=gain.__getitem__)
+    assert f"| 1 | {top} | {gain[top]:.4f} |" in card
+    for size in sizes:
+        assert f"| {size['name']} | {size['users']:,} | {size['share']:.1%} |" in card
+
+
+def test_the_model_card_says_how_training_stopped(trained: Path) -> None:
+    stopping = json.loads((trained / "manifest.json").read_text())["early_stopping"]
+    card = (trained / "report" / "model_card.md").read_text()
+    kept, run = stopping["kept_epoch"], stopping["epochs_run"]
+    assert 1 <= kept <= run <= CONFIG.max_epochs
+    if stopping["stopped_early"]:
+        assert run == kept + CONFIG.patience
+        assert f"early stopping: ran {run} epochs, the last {CONFIG.patience} without a better" in card
+    else:
+        assert run == CONFIG.max_epochs
+        assert f"ran all {CONFIG.max_epochs} epochs allowed, no early stop" in card
+    assert f"kept epoch {kept} (validation ROC AUC {stopping['best_validation_roc_auc']:.4f})" in card
+
+
+def test_training_twice_gives_the_same_metrics_and_on_one_machine_the_same_weights(
+    job: pipeline.TrainingJob, trained: Path, tmp_path: Path
+) -> None:
     again = pipeline.run(job, tmp_path, CONFIG, command="test")
+    # What the README promises everywhere: the same figures, within what float rounding on another CPU
+    # moves them (weights there differ by about 1e-7).
+    first, second = (json.loads((path / "report" / "metrics.json").read_text()) for path in (trained, again))
+    assert first.keys() == second.keys()
+    for model, values in first.items():
+        assert second[model] == pytest.approx(values, abs=1e-6), model
+    # And on one machine: the same bytes.
     assert again.name == trained.name
     assert (again / "model.safetensors").read_bytes() == (trained / "model.safetensors").read_bytes()
 
@@ -101,7 +152,7 @@ def test_the_committed_default_bundle_loads() -> None:
 
 
 def test_a_train_label_window_past_the_test_cutoff_is_refused(job: pipeline.TrainingJob) -> None:
-    with pytest.raises(ValueError, match="test labels would leak into training"):
+    with pytest.raises(JobRefused, match="test labels would leak into training"):
         time_split(
             job.events,
             datetime(2025, 8, 1, tzinfo=UTC),

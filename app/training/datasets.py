@@ -16,6 +16,16 @@ import pandas as pd
 from app.features import offline, spec
 
 
+class JobRefused(ValueError):
+    """This log cannot make the training job asked for; the message says why and what to change.
+
+    `python -m app train` ends with the message and status 1, not with a traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"train: {message}")
+
+
 @dataclass(frozen=True)
 class Labelled:
     user_ids: pd.Index
@@ -74,7 +84,7 @@ def time_split(
     """Train and validation as of the train cutoff; test as of the later test cutoff."""
     train_at, test_at = spec.unix_seconds(train_cutoff), spec.unix_seconds(test_cutoff)
     if train_at + horizon_days * spec.DAY_SECONDS > test_at:
-        raise ValueError(
+        raise JobRefused(
             f"the train cutoff's label window ({train_cutoff:%Y-%m-%d} + {horizon_days} days) runs past the "
             f"test cutoff {test_cutoff:%Y-%m-%d}: test labels would leak into training"
         )
@@ -106,7 +116,28 @@ def _require_coverage(events: pd.DataFrame, label_end: int) -> None:
     last = int(events["ts_s"].max())
     # A log that stops before the label window ends would call every user a churner.
     if last < label_end - 7 * spec.DAY_SECONDS:
-        raise ValueError(
+        raise JobRefused(
             f"the event log ends at {pd.Timestamp(last, unit='s')} but labels need events until "
             f"{pd.Timestamp(label_end, unit='s')}"
         )
+
+
+def require_trainable(splits: Splits) -> None:
+    """Refuse splits the MLP cannot be fitted, early-stopped and calibrated on.
+
+    Training and validation need users of both outcomes (validation ROC AUC drives early stopping, and
+    Platt calibration is fitted there); the test split only needs users. A test split of one outcome
+    still gives a bundle, with the metrics that need both outcomes reported as failed.
+    """
+    for name, part in (("training", splits.train), ("validation", splits.validation)):
+        users, churned = len(part.y), int(part.y.sum())
+        if users == 0:
+            raise JobRefused(f"no {name} users: nobody has an event at or before the train cutoff")
+        if churned in (0, users):
+            who = "every" if churned else "no"
+            raise JobRefused(
+                f"{who} {name} user churned ({churned} of {users}): the model needs users who buy again "
+                "and users who do not; choose another cutoff or horizon, or a log with more users"
+            )
+    if len(splits.test.y) == 0:
+        raise JobRefused("no test users: nobody has an event at or before the test cutoff")

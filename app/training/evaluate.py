@@ -1,8 +1,8 @@
-"""Test-split metrics, thresholds chosen on validation, and permutation feature importance."""
+"""Test-split metrics, thresholds chosen on validation, and calibration by bins."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +15,18 @@ from sklearn.metrics import (
 
 Vector = npt.NDArray[np.float64]
 Labels = npt.NDArray[np.int64]
+CALIBRATION_BINS = 10
+
+
+def require_both_outcomes(y: Labels, split: str) -> None:
+    """ROC AUC, PR AUC, lift and gains compare churners with stayers: say so when a split has one kind."""
+    churned = int(y.sum())
+    if churned in (0, len(y)):
+        who = "every" if churned else "no"
+        raise ValueError(
+            f"{who} {split} user churned ({churned} of {len(y)}): measures that compare churners with "
+            "users who stay are undefined"
+        )
 
 
 def f1_threshold(y: Labels, probability: Vector) -> float:
@@ -24,15 +36,39 @@ def f1_threshold(y: Labels, probability: Vector) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def expected_calibration_error(y: Labels, probability: Vector, bins: int = 10) -> float:
+def _bin_of(probability: Vector, bins: int) -> npt.NDArray[np.intp]:
     edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+    return np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+
+
+def expected_calibration_error(y: Labels, probability: Vector, bins: int = CALIBRATION_BINS) -> float:
+    which = _bin_of(probability, bins)
     error = 0.0
     for b in range(bins):
         inside = which == b
         if inside.any():
             error += inside.mean() * abs(probability[inside].mean() - y[inside].mean())
     return float(error)
+
+
+def calibration_bins(y: Labels, probability: Vector, bins: int = CALIBRATION_BINS) -> list[dict[str, Any]]:
+    """The bins ECE is computed over, with how many users each holds: a bin of 12 users that is off by
+    0.2 says little, one of 5,000 says a lot. Empty bins have None for their rates."""
+    which = _bin_of(probability, bins)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        users = int(inside.sum())
+        rows.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "users": users,
+                "mean_predicted": float(probability[inside].mean()) if users else None,
+                "observed_churn_rate": float(y[inside].mean()) if users else None,
+            }
+        )
+    return rows
 
 
 def top_decile_lift(y: Labels, score: Vector) -> float:
@@ -42,18 +78,36 @@ def top_decile_lift(y: Labels, score: Vector) -> float:
 
 
 def roc_auc_interval(y: Labels, score: Vector, seed: int, resamples: int = 500) -> tuple[float, float]:
-    """A 95% bootstrap interval of ROC AUC over test users: how much of a gap is noise."""
+    """A 95% bootstrap interval of ROC AUC over test users: how much of a gap is noise.
+
+    A resample is a count per user, so each AUC is one weighted pass over the scores sorted once
+    (sklearn's roc_auc_score per resample took seconds per model; the values are the same).
+    """
     rng = np.random.default_rng(seed)
+    order = np.argsort(score, kind="stable")
+    tie_group = np.concatenate(([0], np.cumsum(np.diff(score[order]) != 0)))
+    churned = y[order].astype(np.float64)
     values = []
     for _ in range(resamples):
         pick = rng.integers(0, len(y), len(y))
         if 0 < y[pick].sum() < len(pick):
-            values.append(roc_auc_score(y[pick], score[pick]))
+            counts = np.bincount(pick, minlength=len(y))[order].astype(np.float64)
+            values.append(_weighted_auc(tie_group, counts * churned, counts * (1 - churned)))
+    if not values:
+        raise ValueError(f"no bootstrap resample of the {len(y)} test users holds both outcomes")
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
 
+def _weighted_auc(tie_group: npt.NDArray[np.intp], positive: Vector, negative: Vector) -> float:
+    """P(a positive scores above a negative) + half P(equal scores), over users sorted by score."""
+    pos, neg = np.bincount(tie_group, positive), np.bincount(tie_group, negative)
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
 def metrics(y: Labels, probability: Vector, threshold: float, seed: int = 0) -> dict[str, float]:
+    require_both_outcomes(y, "test")
     predicted = probability >= threshold
     auc_low, auc_high = roc_auc_interval(y, probability, seed)
     tp = int((predicted & (y == 1)).sum())
@@ -76,22 +130,3 @@ def metrics(y: Labels, probability: Vector, threshold: float, seed: int = 0) -> 
         "lift_top_decile_retained": top_decile_lift(1 - y, 1 - probability),
         "threshold": threshold,
     }
-
-
-def permutation_importance(
-    predict: Callable[[npt.NDArray[np.float64]], Vector],
-    X: npt.NDArray[np.float64],
-    y: Labels,
-    seed: int,
-    repeats: int = 3,
-) -> Vector:
-    """Mean drop in ROC AUC when one column is shuffled (on the test split)."""
-    rng = np.random.default_rng(seed)
-    base = roc_auc_score(y, predict(X))
-    drops = np.zeros(X.shape[1])
-    for column in range(X.shape[1]):
-        shuffled = X.copy()
-        for _ in range(repeats):
-            shuffled[:, column] = rng.permutation(X[:, column])
-            drops[column] += base - roc_auc_score(y, predict(shuffled))
-    return drops / repeats

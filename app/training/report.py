@@ -1,26 +1,21 @@
-"""The evaluation report: PNG plots, metrics.json and a Markdown model card, as bundle files."""
+"""The evaluation report as bundle files: the figures, the Markdown model card and JSON beside them."""
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import numpy.typing as npt
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from app.features import spec
 from app.model.postprocess import Segments
+from app.training import plots
+from app.training.evaluate import Labels, Vector, calibration_bins
+from app.training.fail_soft import PartLog
+from app.training.plots import label
 
-Vector = npt.NDArray[np.float64]
-Labels = npt.NDArray[np.int64]
 METRIC_COLUMNS = (
     "roc_auc",
     "pr_auc",
@@ -33,88 +28,80 @@ METRIC_COLUMNS = (
     "lift_top_decile_churn",
     "lift_top_decile_retained",
 )
+RANKED = 15
 
 
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
-    plt.close(figure)
-    return buffer.getvalue()
+@dataclass(frozen=True)
+class Evaluation:
+    """What the run measured; None where that part failed."""
+
+    y_test: Labels
+    test_probabilities: dict[str, Vector]  # model -> test churn probabilities
+    metrics: dict[str, dict[str, float]]  # model -> metric -> value, models whose metrics were computed
+    information_gain: Vector | None
+    permutation_drop: Vector | None
+    segments: Segments
+    segment_sizes: list[dict[str, Any]]
 
 
-def _roc(y: Labels, p: Vector) -> tuple[Vector, Vector]:
-    fpr, tpr, _ = roc_curve(y, p)
-    return fpr, tpr
+def files(context: dict[str, Any], evaluation: Evaluation, parts: PartLog) -> dict[str, bytes]:
+    """Every report file, as bundle paths -> bytes; figures that cannot be drawn are listed as failed."""
+    e, y, probabilities = evaluation, evaluation.y_test, evaluation.test_probabilities
+    figures = {name: partial(plots.curve, name, y, probabilities) for name in plots.CURVES}
+    figures["calibration.png"] = partial(plots.calibration, y, probabilities)
+    if e.permutation_drop is not None:
+        figures["feature_importance.png"] = partial(
+            plots.ranking,
+            e.permutation_drop,
+            "ROC AUC drop when shuffled",
+            "Permutation importance (MLP, test)",
+        )
+    if e.information_gain is not None:
+        figures["information_gain.png"] = partial(
+            plots.ranking,
+            e.information_gain,
+            "mutual information with the label (nats)",
+            "Information gain (training users)",
+        )
+    figures["segments.png"] = partial(plots.segment_profiles, e.segments, e.segment_sizes)
+    out = {}
+    for name, draw in figures.items():
+        png = parts.attempt(f"figure {name}", draw)
+        if png is not None:
+            out[name] = png
 
-
-def _precision_recall(y: Labels, p: Vector) -> tuple[Vector, Vector]:
-    precision, recall, _ = precision_recall_curve(y, p)
-    return recall, precision
-
-
-def _calibration(y: Labels, p: Vector) -> tuple[Vector, Vector]:
-    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
-    return predicted, observed
-
-
-def _gains(y: Labels, p: Vector) -> tuple[Vector, Vector]:
-    reached = np.cumsum(y[np.argsort(-p, kind="stable")]) / y.sum()
-    return np.arange(1, len(y) + 1) / len(y), reached
-
-
-# file -> (curve, title, x label, y label, draw the diagonal)
-CURVES: dict[str, tuple[Callable[[Labels, Vector], tuple[Vector, Vector]], str, str, str, bool]] = {
-    "roc.png": (_roc, "ROC (test)", "false positive rate", "true positive rate", True),
-    "pr.png": (_precision_recall, "Precision-recall (test)", "recall", "precision", False),
-    "calibration.png": (
-        _calibration, "Calibration (test)", "predicted churn probability", "observed churn rate", True
-    ),
-    "gains.png": (
-        _gains, "Cumulative gains (test)", "share of users contacted", "share of churners reached", True
-    ),
-}  # fmt: skip
-
-
-def plots(
-    y: Labels,
-    test_probabilities: dict[str, Vector],
-    importance: Vector,
-    segments: Segments,
-) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for file, (curve, title, xlabel, ylabel, diagonal) in CURVES.items():
-        fig, ax = plt.subplots(figsize=(5, 5))
-        for name, p in test_probabilities.items():
-            ax.plot(*curve(y, p), label=name)
-        if diagonal:
-            ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-        ax.legend(fontsize=7)
-        out[file] = _png(fig)
-
-    top = np.argsort(-importance)[:15][::-1]
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.barh([spec.FEATURE_NAMES[i] for i in top], importance[top])
-    ax.set(xlabel="ROC AUC drop when shuffled", title="Permutation importance (MLP, test)")
-    out["feature_importance.png"] = _png(fig)
-
-    shown = np.argsort(-np.abs(segments.centroids).max(axis=0))[:15]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    image = ax.imshow(segments.centroids[:, shown], cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
-    ax.set_yticks(range(len(segments.names)), segments.names, fontsize=7)
-    ax.set_xticks(range(len(shown)), [spec.FEATURE_NAMES[i] for i in shown], rotation=70, fontsize=6)
-    ax.set_title("Segment profiles (centroids, z-units)")
-    fig.colorbar(image, ax=ax)
-    out["segments.png"] = _png(fig)
-    return {f"report/{name}": data for name, data in out.items()}
+    calibration = {model: calibration_bins(y, p) for model, p in probabilities.items()}
+    ranked = {
+        key: dict(zip(spec.FEATURE_NAMES, map(float, values), strict=True))
+        for key, values in (
+            ("mutual_information_nats", e.information_gain),
+            ("permutation_auc_drop", e.permutation_drop),
+        )
+        if values is not None
+    }
+    sections = {
+        "calibration": calibration_table(calibration["mlp"]),
+        "ranking": ranking_table(e.information_gain, e.permutation_drop),
+        "segments": segments_table(e.segment_sizes),
+    }
+    if e.metrics:
+        sections["metrics"] = metrics_table(e.metrics)
+    card = model_card(context, sections, parts, list(out))
+    text = {
+        "metrics.json": to_json(e.metrics),
+        "calibration.json": to_json(calibration),
+        "feature_importance.json": to_json(ranked),
+        "segment_sizes.json": to_json(e.segment_sizes),
+        "model_card.md": card.encode(),
+    }
+    return {f"report/{name}": data for name, data in (out | text).items()}
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     header = "| model | " + " | ".join(METRIC_COLUMNS) + " | roc_auc 95% CI |"
     rule = "|---" * (len(METRIC_COLUMNS) + 2) + "|"
     rows = [
-        f"| {name} | "
+        f"| {label(name)} | "
         + " | ".join(f"{m[c]:.3f}" for c in METRIC_COLUMNS)
         + f" | {m['roc_auc_ci95_low']:.3f}-{m['roc_auc_ci95_high']:.3f} |"
         for name, m in metrics.items()
@@ -122,8 +109,59 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], segments: Segments) -> str:
+def calibration_table(bins: list[dict[str, Any]]) -> str:
+    rows = [
+        f"| {b['lower']:.1f}-{b['upper']:.1f} | {b['users']} | "
+        + (f"{b['mean_predicted']:.3f} | {b['observed_churn_rate']:.3f} |" if b["users"] else "- | - |")
+        for b in bins
+    ]
+    header = "| predicted churn probability | users | mean predicted | observed churn rate |"
+    return "\n".join([header, "|---|---|---|---|", *rows])
+
+
+def ranking_table(gain: Vector | None, drop: Vector | None) -> str:
+    """Both rankings side by side, rank by rank; a ranking that failed shows as dashes."""
+
+    def column(values: Vector | None) -> list[str]:
+        if values is None:
+            return ["- | -"] * RANKED
+        order = np.argsort(-values, kind="stable")[:RANKED]
+        return [f"{spec.FEATURE_NAMES[i]} | {values[i]:.4f}" for i in order]
+
+    pairs = zip(column(gain), column(drop), strict=True)
+    rows = [f"| {rank} | {g} | {p} |" for rank, (g, p) in enumerate(pairs, start=1)]
+    header = (
+        "| rank | by mutual information with the label (training) | nats "
+        "| by permutation importance (MLP, test) | ROC AUC drop |"
+    )
+    return "\n".join([header, "|---|---|---|---|---|", *rows])
+
+
+def segments_table(sizes: list[dict[str, Any]]) -> str:
+    rows = [
+        f"| {s['name']} | {s['users']:,} | {s['share']:.1%} | "
+        + (f"{s['churn_rate']:.3f} |" if s["churn_rate"] is not None else "- |")
+        for s in sizes
+    ]
+    return "\n".join(["| segment | training users | share | churn rate |", "|---|---|---|---|", *rows])
+
+
+def parts_section(parts: PartLog) -> list[str]:
+    lines = ["## Parts that did not complete", ""]
+    if not parts.failed:
+        lines.append("None: every baseline, ranking and figure was produced.")
+    for reason, names in parts.failures_by_reason().items():
+        lines.append(f"- {', '.join(names)}: {reason}")
+    if parts.warned:
+        lines += ["", "Completed with warnings:", ""]
+        lines += [f"- {part}: {'; '.join(notes)}" for part, notes in parts.warned.items()]
+    return [*lines, ""]
+
+
+def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog, figures: list[str]) -> str:
+    """`sections` holds the tables that were produced (metrics, calibration, ranking, segments)."""
     sizes = context["sizes"]
+    missing = "Not produced; see Parts that did not complete."
     lines = [
         f"# Model card: {context['version']}",
         "",
@@ -134,8 +172,8 @@ def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], se
         f"- Split: {context['split']}",
         f"- Rows: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}; "
         f"test churn rate {context['test_churn_rate']:.3f}",
-        f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam, early stopping at epoch "
-        f"{context['best_epoch']}, Platt calibration on validation",
+        f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam; {context['stopping']}; "
+        "Platt calibration on validation",
         f"- Command: `{context['command']}`",
         "",
         "## Test metrics",
@@ -143,24 +181,38 @@ def model_card(context: dict[str, Any], metrics: dict[str, dict[str, float]], se
         "Precision, recall, F1 and accuracy at each model's F1-best threshold on validation; "
         "ECE over 10 bins.",
         "",
-        metrics_table(metrics),
+        sections.get("metrics", missing),
+        "",
+        "## Calibration of the MLP (test)",
+        "",
+        "The 10 equal-width bins of ECE, with the users in each: a bin's gap means little when few "
+        "users fall in it.",
+        "",
+        sections.get("calibration", missing),
+        "",
+        "## Feature rankings",
+        "",
+        "Mutual information measures what a feature alone tells about the label, before any model; "
+        "permutation importance measures what the trained MLP relies on.",
+        "",
+        sections.get("ranking", missing),
         "",
         "## Segments (K-Means on scaled features)",
         "",
-        *[f"- {name}" for name in segments.names],
+        sections.get("segments", missing),
         "",
+        *parts_section(parts),
         "## Limits",
         "",
         "- Scores rank users by risk over the stated horizon; they are not causal estimates of any action.",
         "- Trained on the data above; a shift in traffic or catalogue calls for retraining "
         "and re-evaluation.",
         "",
-        "Plots: report/roc.png, report/pr.png, report/calibration.png, report/gains.png, "
-        "report/feature_importance.png, report/segments.png.",
+        "Plots: " + ", ".join(f"report/{name}" for name in figures) + ".",
         "",
     ]
     return "\n".join(lines)
 
 
-def metrics_json(metrics: dict[str, dict[str, float]]) -> bytes:
-    return (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
+def to_json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from tqdm.auto import tqdm
 
 from app.features import spec
+from app.training.progress import progress
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def simulate(config: SimulationConfig) -> Simulation:
     start_s = spec.unix_seconds(config.start)
     chunks: list[dict[str, npt.NDArray[np.generic]]] = []
 
-    for day in tqdm(range(config.days), desc="simulate", unit="day", leave=False):
+    for day in progress(range(config.days), desc="simulate", unit="day", leave=False):
         alive = (joined <= day) & (gone < 0)
         # Latent churn: a refund together with a support contact, or bad reviews, multiply the hazard.
         pain = 3.5 * ((refund_memory > 0.3) & (support_memory > 0.3)) + 1.2 * np.minimum(bad_review_memory, 2)
