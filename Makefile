@@ -14,10 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Serve on http://127.0.0.1:8000 with the committed model; starts a local Redis unless CHURN_REDIS_URL is set.
+# Serve on http://127.0.0.1:8000 with the committed model; starts a local Redis unless CHURN_REDIS_URL is set,
+# makes a development API key once (.data/dev-key) and opens /docs without a key.
 run: install
 	$(PY) -m app redis-up
-	$(PY) -m app serve
+	$(PY) -m app dev-key
+	CHURN_API_KEYS_FILE=$${CHURN_API_KEYS_FILE:-.data/api_keys.json} \
+	CHURN_PUBLIC_ENDPOINTS=$${CHURN_PUBLIC_ENDPOINTS:-'["docs"]'} $(PY) -m app serve
 
 # Stops the Redis that `make run` started (or the one at CHURN_REDIS_URL).
 redis-down: install

@@ -1,4 +1,5 @@
-"""Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up."""
+"""Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
+new-key."""
 
 from __future__ import annotations
 
@@ -125,6 +126,41 @@ def _redis_down() -> None:
     print(f"Redis at {url} stopped")
 
 
+DEV_KEYS = Path(".data/api_keys.json")
+DEV_KEY = Path(".data/dev-key")
+
+
+def _dev_key() -> None:
+    """A local development key with every scope, made once: the key in .data/dev-key (readable by its
+    owner only), its hash in .data/api_keys.json for `make run`."""
+    import json
+    import os
+
+    from app.api.auth import new_key
+
+    if DEV_KEYS.exists() and DEV_KEY.exists():
+        print(f"development API key in {DEV_KEY} (its hash in {DEV_KEYS})")
+        return
+    key, entry = new_key("dev", ["events", "score", "admin", "metrics"])
+    DEV_KEYS.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(DEV_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(key + "\n")
+    DEV_KEYS.write_text(json.dumps([entry.model_dump()], indent=2) + "\n")
+    print(f"created a development API key with every scope (kept in {DEV_KEY}; shown this once):\n{key}")
+
+
+def _new_key(args: argparse.Namespace) -> None:
+    """A production key: the key for its holder, the entry (its hash) for CHURN_API_KEYS(_FILE)."""
+    import json
+
+    from app.api.auth import new_key
+
+    key, entry = new_key(args.id, args.scope)
+    print(f"key (give it to its holder; it is not stored anywhere): {key}")
+    print(f"entry (add it to CHURN_API_KEYS or the keys file): {json.dumps(entry.model_dump())}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -153,6 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("serve", help="serve the API (settings from CHURN_* variables)")
     commands.add_parser("redis-up", help="start a local Redis unless CHURN_REDIS_URL points at one")
     commands.add_parser("redis-down", help="stop the Redis at CHURN_REDIS_URL (default: the local one)")
+    commands.add_parser("dev-key", help="make a local development API key once (.data/dev-key)")
+    key = commands.add_parser("new-key", help="make an API key and the entry that configures it")
+    key.add_argument("--id", required=True, help="key id: lower-case letters, digits and '-'")
+    key.add_argument(
+        "--scope", action="append", required=True, choices=["events", "score", "admin", "metrics"]
+    )
 
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -165,3 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         _redis_up()
     elif args.command == "redis-down":
         _redis_down()
+    elif args.command == "dev-key":
+        _dev_key()
+    elif args.command == "new-key":
+        _new_key(args)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.api.auth import ApiKeyEntry
 from app.schemas import MAX_BATCH as MAX_USERS_PER_REQUEST
 
 DAY = 86_400
@@ -23,6 +24,17 @@ class Settings(BaseSettings):
     # /score and /events served by raw ASGI handlers in front of the FastAPI router (`make bench-serve`
     # measures both); false routes them through FastAPI like every other path. Both give the same answers.
     fast_routes: bool = True
+
+    # "keys": every route but health and readiness needs an API key with the route's scope (app/api/auth.py),
+    # and the service refuses to start without keys. "off" opens everything: only for closed networks.
+    auth: Literal["keys", "off"] = "keys"
+    # Keys as a JSON list of {"id", "scopes", "sha256"} (the key's SHA-256, never the key), here and/or
+    # in a file of the same shape (`make run` writes a development key to .data/api_keys.json).
+    api_keys: list[ApiKeyEntry] = []
+    api_keys_file: Path | None = None
+    # Operational endpoints open without a key; by default each needs one (docs: any key; model: score
+    # or admin; metrics: metrics or admin).
+    public_endpoints: frozenset[Literal["docs", "model", "metrics"]] = frozenset()
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every key starts with this, so several deployments (or test runs) can share one Redis.

@@ -13,7 +13,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.api import documented, errors, events, health, score, users
+from app.api.auth import Keyring
 from app.api.fast import FastRoutes
+from app.api.gate import DocsGate
 from app.api.middleware import BodyLimit, LatencyMetrics
 from app.clock import Clock, SystemClock
 from app.config import Settings
@@ -46,9 +48,23 @@ class ChurnAPI(FastAPI):
         await self.front(scope, receive, send)
 
 
+def load_keyring(settings: Settings) -> Keyring | None:
+    """The API keys, or None when auth is off; refuses to start with auth on and no key configured."""
+    if settings.auth == "off":
+        return None
+    keyring = Keyring.load(settings.api_keys, settings.api_keys_file)
+    if not len(keyring):
+        raise RuntimeError(
+            "no API keys configured: set CHURN_API_KEYS or CHURN_API_KEYS_FILE (`python -m app dev-key` "
+            "makes a local one), or CHURN_AUTH=off on a closed network"
+        )
+    return keyring
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
     clock = clock or SystemClock()
+    keyring = load_keyring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,11 +107,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await probe.aclose()
 
     app = ChurnAPI(title="Churn scoring service", version="0.1.0", lifespan=lifespan)
+    app.state.keyring = keyring
+    app.state.public_endpoints = settings.public_endpoints
     errors.install(app)
     for module in (events, score, users, health):
         app.include_router(module.router)
     documented.install(app)
     routed: ASGIApp = functools.partial(FastAPI.__call__, app)
+    if keyring is not None and "docs" not in settings.public_endpoints:
+        routed = DocsGate(routed, keyring)
     guarded = LatencyMetrics(BodyLimit(routed, max_bytes=settings.max_body_bytes))
     app.front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
     return app

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -28,12 +29,15 @@ import uvloop
 from hdrh.histogram import HdrHistogram
 
 MARKER = b"@N@"
+AUTH_ENV = "CHURN_BENCH_AUTHORIZATION"  # set by bench.procs for the generators it starts
 PERCENTILES = (50, 90, 99, 99.9)
 
 
 def request_source(port: int, path: str, bodies: list[bytes]) -> Callable[[], bytes]:
     """A function returning the next request's bytes, cycling through the bodies."""
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    if AUTH_ENV in os.environ:
+        head += f"Authorization: {os.environ[AUTH_ENV]}\r\n"
     if not any(MARKER in b for b in bodies):
         encoded = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
         return itertools.cycle(encoded).__next__

@@ -18,9 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.api.auth import new_key
+
 SERVER_CORE = "0"  # every server under test
 CLIENT_CORE = "1"  # load generators and redis-server
 PYTHON = sys.executable
+
+# One API key for the run, every scope. Load generators started from here (wrk's scripts, bench.loadgen)
+# read the header from the environment, so every request pays for authentication as in production.
+AUTH_ENV = "CHURN_BENCH_AUTHORIZATION"
+if AUTH_ENV not in os.environ:
+    _key, _entry = new_key("bench", ["events", "score", "admin", "metrics"])
+    os.environ[AUTH_ENV] = f"Bearer {_key}"
+    os.environ["CHURN_BENCH_API_KEYS"] = json.dumps([_entry.model_dump()])
 
 
 class Proc:
@@ -122,7 +132,9 @@ def request(method: str, port: int, path: str, body: Any = None, timeout: float 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers = {"Authorization": os.environ[AUTH_ENV]}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         conn.request(method, path, body=data, headers=headers)
         response = conn.getresponse()
         raw = response.read()

@@ -4,6 +4,7 @@ test on the server core, each with the same uvicorn flags where it runs on uvico
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -74,6 +75,7 @@ def ours(
         "CHURN_WORKERS": str(workers),
         "CHURN_FAST_ROUTES": "true" if fast_routes else "false",
         "CHURN_ALLOWED_LATENESS_S": str(PREFILL_LATENESS_S),
+        "CHURN_API_KEYS": os.environ["CHURN_BENCH_API_KEYS"],
         **(settings or {}),
     }
     name = f"ours-fast-{'on' if fast_routes else 'off'}"

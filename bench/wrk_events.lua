@@ -5,6 +5,8 @@
 -- request. At the end it prints one line "WRK_JSON {...}" (microseconds).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- The API key, when bench/serve.py started this (or export CHURN_BENCH_AUTHORIZATION="Bearer <key>").
+wrk.headers["Authorization"] = os.getenv("CHURN_BENCH_AUTHORIZATION")
 
 local users = {}
 local tag = "w"

@@ -7,6 +7,8 @@
 wrk.method = "POST"
 wrk.body = '{"user_ids": ["u1"]}'
 wrk.headers["Content-Type"] = "application/json"
+-- The API key, when bench/serve.py started this (or export CHURN_BENCH_AUTHORIZATION="Bearer <key>").
+wrk.headers["Authorization"] = os.getenv("CHURN_BENCH_AUTHORIZATION")
 
 local requests = {}
 local next_index = 1

@@ -12,11 +12,17 @@ from typing import Any
 import httpx
 import uvicorn
 
+from app.api.auth import new_key
 from app.clock import FixedClock
 from app.config import Settings
 from app.main import create_app
 from app.redis_server import free_port
 from tests.helpers import T
+
+
+# One key with every scope, for the tests that are not about access control.
+TEST_KEY, TEST_KEY_ENTRY = new_key("tests", ["events", "score", "admin", "metrics"])
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 
 
 class LiveServer:
@@ -44,6 +50,8 @@ class LiveServer:
         self.thread.join(30)
 
     def client(self, **kwargs: Any) -> httpx.Client:
+        """A client that sends the all-scopes test key (pass headers={} for one without)."""
+        kwargs.setdefault("headers", AUTH)
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
 
@@ -53,6 +61,7 @@ def settings_for(redis_url: str, **overrides: Any) -> Settings:
         "redis_prefix": "test",
         "allowed_lateness_s": 3_650 * 86_400,  # tests replay whole histories
         "max_future_skew_s": 0,
+        "api_keys": [TEST_KEY_ENTRY],
     }
     return Settings(**(defaults | overrides))
 

@@ -13,7 +13,7 @@ import redis
 
 from app.redis_server import RedisProcess
 from tests.helpers import before, event
-from tests.live import LiveServer, live_server
+from tests.live import AUTH, LiveServer, live_server
 
 EVENTS = [event(f"a{i}", "purchase", before(days=i % 40 + 1), f"a{i}-p", amount=3.0 + i) for i in range(30)]
 
@@ -36,7 +36,7 @@ def test_a_full_queue_answers_429_without_touching_redis(tmp_path: Path) -> None
         with live_server(own.url, **settings) as server:
 
             async def main() -> tuple[list[int], httpx.Response, float]:
-                async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=AUTH) as client:
                     own.pause()  # the first batch's MGET now waits inside Redis
                     try:
                         first = asyncio.ensure_future(client.post("/score", json={"user_ids": users}))
@@ -67,7 +67,7 @@ def test_pool_exhaustion_is_429_and_leaves_readyz_ready(redis_url: str) -> None:
     with live_server(redis_url, **settings) as server:
 
         async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=AUTH) as client:
                 with redis.Redis.from_url(redis_url) as admin:
                     admin.execute_command("CLIENT", "PAUSE", "600", "WRITE")  # scripts wait; PING does not
                 holding = asyncio.ensure_future(client.post("/events", json={"events": EVENTS[:1]}))

@@ -13,6 +13,9 @@ def test_compose_runs_the_service_against_its_redis() -> None:
     assert service["environment"]["CHURN_REDIS_URL"].startswith("redis://redis:")
     assert service["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "redis" in compose["services"]
+    # Keys come from a secret file, never from the image or the compose file itself.
+    assert service["environment"]["CHURN_API_KEYS_FILE"] == "/run/secrets/api_keys"
+    assert compose["secrets"]["api_keys"]["file"] == "./.data/api_keys.json"
 
 
 def test_dockerfile_copies_only_what_exists() -> None:

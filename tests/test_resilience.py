@@ -16,7 +16,7 @@ from app.main import create_app
 from app.model.bundle import BundleError
 from app.redis_server import RedisProcess
 from tests.helpers import before, event
-from tests.live import live_server, settings_for
+from tests.live import AUTH, live_server, settings_for
 
 STORE = Path(__file__).resolve().parents[1] / "model_store"
 EVENT = event("dora", "purchase", before(days=1), "d1", amount=10.0)
@@ -90,7 +90,7 @@ def test_concurrent_requests_share_batches_and_match_scoring_alone(redis_url: st
             count_before, rows_before = batch_rows(http.get("/metrics").text)
 
         async def together() -> list[dict[str, object]]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=AUTH) as client:
                 replies = await asyncio.gather(
                     *(client.post("/score", json={"user_ids": [u]}) for u in users)
                 )

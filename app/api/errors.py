@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Send
 
+from app.api.auth import Forbidden, Unauthenticated
 from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
@@ -95,6 +96,11 @@ def reply_for(exc: Exception) -> Reply | None:
             return error(503, "deadline_exceeded", message, retry=True)
         case BatcherStopped():
             return error(503, "shutting_down", "the service is shutting down", retry=True)
+        case Unauthenticated():
+            reply = error(401, "unauthenticated", str(exc))
+            return Reply(reply.status, reply.body, [*reply.headers, (b"www-authenticate", b"Bearer")])
+        case Forbidden():
+            return error(403, "forbidden", str(exc))
         case ClientGone():
             # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
             return error(499, "client_closed_request", "the client disconnected before its answer was ready")
@@ -118,6 +124,8 @@ def install(app: FastAPI) -> None:
         RedisError,
         ConnectionError,
         DeadlineExceeded,
+        Unauthenticated,
+        Forbidden,
         BatcherStopped,
         ClientGone,
     ):

@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from app import metrics
-from app.api.deps import ClockDep, StoreDep
+from app.api.deps import ClockDep, StoreDep, require
 from app.api.documented import ERRORS, json_body
 from app.api.errors import Reply
 from app.api.event_parsing import parse_events
@@ -14,7 +14,7 @@ from app.clock import Clock
 from app.features.online import OnlineFeatureStore
 from app.schemas import EventBatch, EventsAccepted
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[require("events")])
 
 
 async def answer(store: OnlineFeatureStore, clock: Clock, body: bytes) -> Reply:

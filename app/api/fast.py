@@ -17,14 +17,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.api import events, score
+from app.api.auth import Keyring, header
 from app.api.errors import Reply, reply_for, too_large
 from app.api.middleware import declared_length_ok, read_bounded
 
 Handler = Callable[[State, bytes, Receive], Awaitable[Reply]]
 
-HANDLERS: dict[str, Handler] = {
-    "/score": lambda state, body, receive: score.answer(state.scoring, body, receive),
-    "/events": lambda state, body, _: events.answer(state.store, state.clock, body),
+# path -> (the scope its key needs, the handler)
+HANDLERS: dict[str, tuple[frozenset[str], Handler]] = {
+    "/score": (frozenset({"score"}), lambda state, body, receive: score.answer(state.scoring, body, receive)),
+    "/events": (frozenset({"events"}), lambda state, body, _: events.answer(state.store, state.clock, body)),
 }
 
 
@@ -35,26 +37,31 @@ class FastRoutes:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = HANDLERS.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST":
+        route = HANDLERS.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
         try:
-            reply = await self._reply(handler, scope, receive)
+            reply = await self._reply(*route, scope, receive)
             status = reply.status
             await reply.send(send)
         finally:
             metrics.request_seconds(scope["path"], "POST", status).observe(time.perf_counter() - started)
 
-    async def _reply(self, handler: Handler, scope: Scope, receive: Receive) -> Reply:
-        if declared_length_ok(scope, self.max_body_bytes) is False:
-            return too_large(self.max_body_bytes)
-        body = await read_bounded(receive, self.max_body_bytes)
-        if body is None:
-            return too_large(self.max_body_bytes)
+    async def _reply(
+        self, allowed: frozenset[str], handler: Handler, scope: Scope, receive: Receive
+    ) -> Reply:
         try:
+            keyring: Keyring | None = self.state.keyring
+            if keyring is not None:  # before the body is read: an unknown caller costs nothing more
+                keyring.authorize(keyring.authenticate(header(scope["headers"], b"authorization")), allowed)
+            if declared_length_ok(scope, self.max_body_bytes) is False:
+                return too_large(self.max_body_bytes)
+            body = await read_bounded(receive, self.max_body_bytes)
+            if body is None:
+                return too_large(self.max_body_bytes)
             return await handler(self.state, body, receive)
         except Exception as exc:
             reply = reply_for(exc)

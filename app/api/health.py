@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
 from app import metrics
-from app.api.deps import RedisProbeDep, ScoringDep
+from app.api.deps import RedisProbeDep, ScoringDep, require
 
 router = APIRouter(tags=["operations"])
 
@@ -29,7 +29,7 @@ async def readyz(scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/model")
+@router.get("/model", dependencies=[require("score", "admin", public_as="model")])
 async def model(scoring: ScoringDep) -> dict[str, Any]:
     manifest = scoring.model.bundle.manifest
     keys = (
@@ -47,7 +47,7 @@ async def model(scoring: ScoringDep) -> dict[str, Any]:
     return {key: manifest.get(key) for key in keys} | served
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[require("metrics", "admin", public_as="metrics")])
 async def prometheus_metrics() -> Response:
     registry = metrics.multiprocess_registry() or REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

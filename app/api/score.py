@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.types import Receive
 
-from app.api.deps import ScoringDep
+from app.api.deps import ScoringDep, require
 from app.api.disconnect import result_unless_gone
 from app.api.documented import ERRORS, json_body
 from app.api.errors import Reply
@@ -14,7 +14,7 @@ from app.model.batcher import QueueFull
 from app.model.scoring import ScoringService
 from app.schemas import ScoreRequest, ScoreResponse
 
-router = APIRouter(tags=["score"])
+router = APIRouter(tags=["score"], dependencies=[require("score")])
 
 
 async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Reply:

@@ -2,11 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from app.api.deps import ClockDep, StoreDep
+from app.api.deps import ClockDep, StoreDep, require
 from app.features import spec
 from app.schemas import PRINTABLE_ID, UserFeatures
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], dependencies=[require("score")])
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=PRINTABLE_ID)]
 
