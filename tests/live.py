@@ -19,7 +19,6 @@ from app.main import create_app
 from app.redis_server import free_port
 from tests.helpers import T
 
-
 # One key with every scope, for the tests that are not about access control.
 TEST_KEY, TEST_KEY_ENTRY = new_key("tests", ["events", "score", "admin", "metrics"])
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
