@@ -6,6 +6,7 @@ both use it, so an error reads the same whichever path served the request.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.types import Send
 from app.api.auth import Forbidden, Unauthenticated
 from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
+from app.api.ratelimit import RateLimited
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 from app.redis_client import PoolExhausted
 
@@ -101,6 +103,10 @@ def reply_for(exc: Exception) -> Reply | None:
             return Reply(reply.status, reply.body, [*reply.headers, (b"www-authenticate", b"Bearer")])
         case Forbidden():
             return error(403, "forbidden", str(exc))
+        case RateLimited():
+            reply = error(429, "rate_limited", str(exc))
+            retry_after = str(max(1, math.ceil(exc.retry_after_s))).encode()
+            return Reply(reply.status, reply.body, [*reply.headers, (b"retry-after", retry_after)])
         case ClientGone():
             # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
             return error(499, "client_closed_request", "the client disconnected before its answer was ready")
@@ -126,6 +132,7 @@ def install(app: FastAPI) -> None:
         DeadlineExceeded,
         Unauthenticated,
         Forbidden,
+        RateLimited,
         BatcherStopped,
         ClientGone,
     ):
