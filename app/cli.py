@@ -156,7 +156,7 @@ def _new_key(args: argparse.Namespace) -> None:
 
     from app.api.auth import new_key
 
-    key, entry = new_key(args.id, args.scope)
+    key, entry = new_key(args.id, args.scope, args.rate, args.burst)
     print(f"key (give it to its holder; it is not stored anywhere): {key}")
     print(f"entry (add it to CHURN_API_KEYS or the keys file): {json.dumps(entry.model_dump())}")
 
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     key.add_argument(
         "--scope", action="append", required=True, choices=["events", "score", "admin", "metrics"]
     )
+    key.add_argument("--rate", type=float, help="rate limit: requests per second (default: none)")
+    key.add_argument("--burst", type=int, help="rate limit: bucket size (default: one second's rate)")
 
     args = parser.parse_args(argv)
     if args.command == "train":

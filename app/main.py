@@ -17,6 +17,7 @@ from app.api.auth import Keyring
 from app.api.fast import FastRoutes
 from app.api.gate import DocsGate
 from app.api.middleware import BodyLimit, LatencyMetrics
+from app.api.ratelimit import RateLimiter
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.features.online import OnlineFeatureStore
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await scoring.start()
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
+        app.state.rate_limiter = RateLimiter(redis, settings.redis_prefix)
         settle_after_startup()
         log.info("serving model %s on %s", model.version, model.engine.device)
         try:

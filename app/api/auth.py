@@ -31,6 +31,9 @@ class ApiKeyEntry(BaseModel):
     id: str = Field(pattern=KEY_ID_PATTERN)
     scopes: list[Scope] = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Requests per second and bucket size of the key's rate limit (app/api/ratelimit.py); none: unlimited.
+    rate_per_s: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Caller:
 
     key_id: str
     scopes: frozenset[str]
+    rate_per_s: float | None = None
+    burst: int | None = None
 
 
 class Unauthenticated(Exception):
@@ -53,10 +58,13 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key(key_id: str, scopes: Sequence[Scope]) -> tuple[str, ApiKeyEntry]:
+def new_key(
+    key_id: str, scopes: Sequence[Scope], rate_per_s: float | None = None, burst: int | None = None
+) -> tuple[str, ApiKeyEntry]:
     """A fresh random key and the entry that configures it (the key itself is shown once, never stored)."""
     key = f"{KEY_PREFIX}{key_id}.{secrets.token_urlsafe(32)}"
-    return key, ApiKeyEntry(id=key_id, scopes=list(scopes), sha256=digest(key))
+    sha256 = digest(key)
+    return key, ApiKeyEntry(id=key_id, scopes=list(scopes), sha256=sha256, rate_per_s=rate_per_s, burst=burst)
 
 
 class Keyring:
@@ -65,7 +73,7 @@ class Keyring:
         for entry in entries:
             if entry.id in self._entries:
                 raise ValueError(f"API key id {entry.id!r} is configured twice")
-            caller = Caller(entry.id, frozenset(entry.scopes))
+            caller = Caller(entry.id, frozenset(entry.scopes), entry.rate_per_s, entry.burst)
             self._entries[entry.id] = (bytes.fromhex(entry.sha256), caller)
 
     @classmethod

@@ -52,6 +52,7 @@ def require(*scopes: str, public_as: str | None = None) -> Any:
             return None
         caller = keyring.authenticate(request.headers.get("authorization"))
         keyring.authorize(caller, allowed)
+        await request.app.state.rate_limiter.admit(caller)
         return caller
 
     dependency.__name__ = f"require_{'_or_'.join(sorted(allowed))}"

@@ -56,7 +56,9 @@ class FastRoutes:
         try:
             keyring: Keyring | None = self.state.keyring
             if keyring is not None:  # before the body is read: an unknown caller costs nothing more
-                keyring.authorize(keyring.authenticate(header(scope["headers"], b"authorization")), allowed)
+                caller = keyring.authenticate(header(scope["headers"], b"authorization"))
+                keyring.authorize(caller, allowed)
+                await self.state.rate_limiter.admit(caller)
             if declared_length_ok(scope, self.max_body_bytes) is False:
                 return too_large(self.max_body_bytes)
             body = await read_bounded(receive, self.max_body_bytes)
