@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Serve on http://127.0.0.1:8000 with the committed model; starts a local Redis unless CHURN_REDIS_URL is set,
-# makes a development API key once (.data/dev-key) and opens /docs without a key.
+# makes a development API key and an id secret once (.data/dev-key, .data/id-secret), appends the audit log
+# to .data/audit.jsonl and opens /docs without a key.
 run: install
 	$(PY) -m app redis-up
 	$(PY) -m app dev-key
+	$(PY) -m app dev-secret
 	CHURN_API_KEYS_FILE=$${CHURN_API_KEYS_FILE:-.data/api_keys.json} \
+	CHURN_ID_SECRET_FILE=$${CHURN_ID_SECRET_FILE:-.data/id-secret} \
+	CHURN_AUDIT_LOG=$${CHURN_AUDIT_LOG:-.data/audit.jsonl} \
 	CHURN_PUBLIC_ENDPOINTS=$${CHURN_PUBLIC_ENDPOINTS:-'["docs"]'} $(PY) -m app serve
 
 # Stops the Redis that `make run` started (or the one at CHURN_REDIS_URL).

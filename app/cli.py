@@ -1,5 +1,5 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key."""
+new-key | dev-secret | rotate-ids."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def _serve() -> None:
     import uvicorn
 
     from app.config import Settings
+    from app.logs import log_config
 
     settings = Settings()
     if settings.workers > 1:
@@ -77,6 +78,7 @@ def _serve() -> None:
         http="httptools",
         proxy_headers=False,  # nothing here reads the client address; the middleware costs per request
         log_level="info",
+        log_config=log_config(settings.log_format == "json"),
         access_log=False,
     )
 
@@ -161,6 +163,61 @@ def _new_key(args: argparse.Namespace) -> None:
     print(f"entry (add it to CHURN_API_KEYS or the keys file): {json.dumps(entry.model_dump())}")
 
 
+DEV_SECRET = Path(".data/id-secret")
+
+
+def _dev_secret() -> None:
+    """A local id secret, made once and never shown: in .data/id-secret, readable by its owner only."""
+    import os
+    import secrets
+
+    if DEV_SECRET.exists():
+        print(f"id secret in {DEV_SECRET}")
+        return
+    DEV_SECRET.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(DEV_SECRET, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secrets.token_urlsafe(48) + "\n")
+    print(f"created an id secret in {DEV_SECRET} (readable by its owner only; not shown)")
+
+
+def _rotate_ids(args: argparse.Namespace) -> None:
+    """Rename the listed users' keys from their pseudonyms under the old secret to those under the
+    configured one, with RENAMENX: a key the new pseudonym already has is left alone and counted. Run
+    it while the service is stopped (README, "Pseudonymised ids"); on a single Redis, not a cluster."""
+    import redis
+    from redis.exceptions import ResponseError
+
+    from app.config import Settings
+    from app.features.online import DATA_SUFFIXES, TOMBSTONE_SUFFIX, user_tag
+    from app.features.pseudonym import Pseudonyms, load_secret
+
+    settings = Settings()
+    old_secret = load_secret(None, args.old_secret_file)
+    new_secret = load_secret(settings.id_secret, settings.id_secret_file)
+    if old_secret == new_secret:
+        sys.exit("rotate-ids: the old secret is the configured one; nothing to rotate")
+    old, new = Pseudonyms(old_secret), Pseudonyms(new_secret)
+    text = sys.stdin.read() if str(args.ids) == "-" else args.ids.read_text()
+    user_ids = [line for line in text.splitlines() if line]
+    suffixes = (*DATA_SUFFIXES, TOMBSTONE_SUFFIX)
+    renamed = kept = 0
+    with redis.Redis.from_url(settings.redis_url, socket_timeout=30) as client:
+        for start in range(0, len(user_ids), 1_000):  # a round trip per 1,000 users
+            pipe = client.pipeline(transaction=False)
+            for user_id in user_ids[start : start + 1_000]:
+                old_tag, new_tag = (user_tag(settings.redis_prefix, p.of(user_id)) for p in (old, new))
+                for suffix in suffixes:
+                    pipe.renamenx(old_tag + suffix, new_tag + suffix)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, ResponseError) and "no such key" in str(reply):
+                    continue  # nothing stored under this name
+                if isinstance(reply, Exception):
+                    raise reply
+                renamed, kept = renamed + bool(reply), kept + (not reply)
+    print(f"{len(user_ids)} user ids: {renamed} keys renamed, {kept} left (the new name was taken)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -197,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     key.add_argument("--rate", type=float, help="rate limit: requests per second (default: none)")
     key.add_argument("--burst", type=int, help="rate limit: bucket size (default: one second's rate)")
+    commands.add_parser("dev-secret", help="make a local id secret once (.data/id-secret), never shown")
+    rotate = commands.add_parser("rotate-ids", help="move users' keys to the configured id secret's names")
+    rotate.add_argument(
+        "--old-secret-file", type=Path, required=True, help="the secret the keys were made with"
+    )
+    rotate.add_argument("--ids", type=Path, required=True, help="the users' ids, one a line ('-': stdin)")
 
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -213,3 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         _dev_key()
     elif args.command == "new-key":
         _new_key(args)
+    elif args.command == "dev-secret":
+        _dev_secret()
+    elif args.command == "rotate-ids":
+        _rotate_ids(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.api.auth import ApiKeyEntry
@@ -64,3 +64,17 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(default=300, ge=0, le=DAY)
     retention_days: int = Field(default=400, ge=91)  # inactive users' keys expire after this long
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    # On SIGTERM: unready, still serving (with Connection: close) this long, then stop (app/api/drain.py).
+    # Longer than the load balancer takes to see /readyz fail; 0 stops at once.
+    drain_s: float = Field(default=10.0, ge=0, le=300)
+    # Log lines as JSON objects (with the request id), or plain text for a person at a terminal.
+    log_format: Literal["json", "text"] = "json"
+
+    # Redis holds a keyed hash of each user id, never the id (app/features/pseudonym.py). Its secret, at
+    # least 32 bytes, inline or in a file (so that it need not sit in the environment); one of the two is
+    # required. Changing it loses every user's data unless the keys are rotated (README).
+    id_secret: SecretStr | None = None
+    id_secret_file: Path | None = None
+    # Admin actions (erasures) as JSON lines, appended to this file; unset: the `churn.audit` logger,
+    # which writes them to stderr.
+    audit_log: Path | None = None

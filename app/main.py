@@ -14,13 +14,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import metrics
 from app.api import documented, errors, events, health, score, users
 from app.api.auth import Keyring
+from app.api.drain import CloseWhileDraining, Drain
 from app.api.fast import FastRoutes
 from app.api.gate import DocsGate
 from app.api.middleware import BodyLimit, LatencyMetrics
 from app.api.ratelimit import RateLimiter
+from app.api.request_ids import RequestIds
+from app.audit import AuditLog
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.features.online import OnlineFeatureStore
+from app.features.pseudonym import Pseudonyms
 from app.model.bundle import load_bundle
 from app.model.scorer import ChurnModel
 from app.model.scoring import ScoringService
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or Settings()
     clock = clock or SystemClock()
     keyring = load_keyring(settings)
+    pseudonyms = Pseudonyms.load(settings.id_secret, settings.id_secret_file)  # refuses to start without
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings.allowed_lateness_s,
             settings.max_future_skew_s,
             settings.retention_days,
+            pseudonyms=pseudonyms,
         )
         scoring = ScoringService(
             store,
@@ -98,7 +104,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await scoring.start()
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
+        app.state.audit = audit = AuditLog(settings.audit_log)
         app.state.rate_limiter = RateLimiter(redis, settings.redis_prefix)
+        app.state.drain.install()
         settle_after_startup()
         log.info("serving model %s on %s", model.version, model.engine.device)
         try:
@@ -107,10 +115,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await scoring.stop()
             await redis.aclose()
             await probe.aclose()
+            audit.close()
 
     app = ChurnAPI(title="Churn scoring service", version="0.1.0", lifespan=lifespan)
     app.state.keyring = keyring
     app.state.public_endpoints = settings.public_endpoints
+    app.state.drain = Drain(settings.drain_s)
     errors.install(app)
     for module in (events, score, users, health):
         app.include_router(module.router)
@@ -119,5 +129,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     if keyring is not None and "docs" not in settings.public_endpoints:
         routed = DocsGate(routed, keyring)
     guarded = LatencyMetrics(BodyLimit(routed, max_bytes=settings.max_body_bytes))
-    app.front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
+    front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
+    app.front = RequestIds(CloseWhileDraining(front, app.state.drain))
     return app

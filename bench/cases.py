@@ -16,9 +16,10 @@ from typing import Any
 
 import redis
 
+from app.features.pseudonym import Pseudonyms
 from bench import drivers, prefill
 from bench.procs import request
-from bench.systems import Running
+from bench.systems import BENCH_ID_SECRET, Running
 
 
 @dataclass(frozen=True)
@@ -186,4 +187,6 @@ SCRIPT_COMMANDS = {b"evalsha", b"eval", b"fcall", b"evalsha_ro", b"eval_ro", b"f
 
 def stored_bytes(client: redis.Redis, user: str) -> int:
     """Bytes Redis holds for the user's keys (MEMORY USAGE), whatever the store's layout."""
-    return sum(int(client.memory_usage(k) or 0) for k in client.scan_iter(match=f"*{user}*", count=1000))
+    pseudonym = Pseudonyms(BENCH_ID_SECRET.encode()).of(user)
+    keys = client.scan_iter(match=f"*{pseudonym}*", count=1000)
+    return sum(int(client.memory_usage(k) or 0) for k in keys)

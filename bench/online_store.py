@@ -25,12 +25,14 @@ import redis.asyncio as aredis
 
 from app.features.capacity import MAX_PURCHASE_RECORDS
 from app.features.online import OnlineFeatureStore
+from app.features.pseudonym import Pseudonyms
 from app.features.records import RECORD
 from app.redis_server import RedisProcess
 from app.schemas import Event
 from app.training.simulate import SimulationConfig, simulate
 
 BATCH = 100
+PSEUDONYMS = Pseudonyms(b"bench-only-id-secret-of-at-least-32-bytes")
 BUSY_HISTORY, BUSY_BATCH = 10_000, 1_000
 # A busy user's mix of event types other than purchases, and their shares.
 OTHER_TYPES = ("page_view", "session_start", "add_to_cart", "remove_from_cart", "review", "support_contact")
@@ -67,7 +69,7 @@ async def measure(url: str, events: list[Event], now: datetime, reads: int) -> N
     sync = redis.Redis.from_url(url)
     sync.flushall()
     base_memory = sync.info("memory")["used_memory"]
-    store = OnlineFeatureStore(client, "bench", 3_650 * 86_400, 300, 400)
+    store = OnlineFeatureStore(client, "bench", 3_650 * 86_400, 300, 400, pseudonyms=PSEUDONYMS)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
     started = time.perf_counter()
@@ -150,7 +152,7 @@ async def measure_busy_user(url: str, now: datetime, trials: int) -> None:
     newest again for a user who also holds the most purchases kept."""
     client = aredis.Redis.from_url(url, socket_timeout=30)
     sync = redis.Redis.from_url(url)
-    store = OnlineFeatureStore(client, "busy", 3_650 * 86_400, 300, 400)
+    store = OnlineFeatureStore(client, "busy", 3_650 * 86_400, 300, 400, pseudonyms=PSEUDONYMS)
     start = now - timedelta(minutes=20)
     history = busy_events("busy", BUSY_HISTORY, start, 89 * 86_400, seed=1)
     purchases = busy_events("busy", MAX_PURCHASE_RECORDS, start, 89 * 86_400, seed=4, purchases=1.0)

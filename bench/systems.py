@@ -14,6 +14,7 @@ from app.redis_server import free_port, ping, redis_server_binary
 from bench.procs import CLIENT_CORE, PYTHON, SERVER_CORE, Proc, Procs, wait_ready
 
 OUR_PREFIX = "bench"
+BENCH_ID_SECRET = "bench-only-id-secret-of-at-least-32-bytes"  # the store's keys are pseudonyms under it
 NAIVE_PREFIX = "naive"
 # Prefill posts 120 days of history; the service's default (7 days) would reject most of it as too late.
 PREFILL_LATENESS_S = 200 * 86_400
@@ -76,6 +77,7 @@ def ours(
         "CHURN_FAST_ROUTES": "true" if fast_routes else "false",
         "CHURN_ALLOWED_LATENESS_S": str(PREFILL_LATENESS_S),
         "CHURN_API_KEYS": os.environ["CHURN_BENCH_API_KEYS"],
+        "CHURN_ID_SECRET": BENCH_ID_SECRET,
         **(settings or {}),
     }
     name = f"ours-fast-{'on' if fast_routes else 'off'}"

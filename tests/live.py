@@ -61,6 +61,7 @@ def settings_for(redis_url: str, **overrides: Any) -> Settings:
         "allowed_lateness_s": 3_650 * 86_400,  # tests replay whole histories
         "max_future_skew_s": 0,
         "api_keys": [TEST_KEY_ENTRY],
+        "id_secret": "tests-only-id-secret-of-at-least-32-bytes",
     }
     return Settings(**(defaults | overrides))
 

@@ -108,7 +108,11 @@ def test_model_health_and_readiness(server: LiveServer) -> None:
     assert model["feature_names"] == list(spec.FEATURE_NAMES) and model["horizon_days"] > 0
     assert {"medium", "high", "decision"} <= set(model["risk_tiers"])
     assert model["device"] == "cpu"
-    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "redis": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "model": True,
+        "redis": True,
+        "not_draining": True,
+    }
 
 
 def test_metrics_parse_and_hold_every_service_metric(server: LiveServer) -> None:
@@ -185,7 +189,7 @@ def test_malformed_json_and_oversized_bodies(server: LiveServer, redis_url: str)
                 yield b" " * 65_536
 
         streamed = http.post("/events", content=chunks(), headers={"content-type": "application/json"})
-    assert broken.status_code == 422 and "JSON" in broken.json()["message"]
+    assert broken.status_code == 400 and broken.json()["error"] == "malformed_json"
     assert huge.status_code == 413 and streamed.status_code == 413
     assert state(redis_url) == {}
 

@@ -16,11 +16,13 @@ import redis.asyncio as aredis
 
 from app.features import offline, spec
 from app.features.online import KEY_SUFFIX, OnlineFeatureStore
+from app.features.pseudonym import Pseudonyms
 from app.features.records import RECORD
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
 
 R = TypeVar("R")
+PSEUDONYMS = Pseudonyms(b"store-tests-id-secret-of-32-bytes-or-more")
 DAY = spec.DAY_SECONDS
 
 
@@ -29,7 +31,12 @@ def run(
 ) -> R:
     async def main() -> R:
         client = aredis.Redis.from_url(redis_url)
-        settings = {"allowed_lateness_s": 400 * DAY, "max_future_skew_s": 0, "retention_days": 400} | kw
+        settings = {
+            "allowed_lateness_s": 400 * DAY,
+            "max_future_skew_s": 0,
+            "retention_days": 400,
+            "pseudonyms": PSEUDONYMS,
+        } | kw
         try:
             return await work(OnlineFeatureStore(client, prefix, **settings))
         finally:
@@ -112,7 +119,7 @@ def test_late_and_future_events_are_rejected_with_reasons(redis_url: str) -> Non
 
 def test_old_non_purchases_are_pruned_but_purchases_and_the_first_event_stay(redis_url: str) -> None:
     run(redis_url, lambda store: store.apply(EVENTS, T))
-    kept = snapshot(redis_url, "t")[f"{{a}}:{KEY_SUFFIX}".encode()]
+    kept = snapshot(redis_url, "t")[f"{{{PSEUDONYMS.of('a')}}}:{KEY_SUFFIX}".encode()]
     assert len(kept) // RECORD.size == len([r for r in ROWS if r["user_id"] == "a"]) - 1  # only a2 went
 
 

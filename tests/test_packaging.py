@@ -16,6 +16,8 @@ def test_compose_runs_the_service_against_its_redis() -> None:
     # Keys come from a secret file, never from the image or the compose file itself.
     assert service["environment"]["CHURN_API_KEYS_FILE"] == "/run/secrets/api_keys"
     assert compose["secrets"]["api_keys"]["file"] == "./.data/api_keys.json"
+    assert service["environment"]["CHURN_ID_SECRET_FILE"] == "/run/secrets/id_secret"
+    assert compose["secrets"]["id_secret"]["file"] == "./.data/id-secret"
 
 
 def test_dockerfile_copies_only_what_exists() -> None:

@@ -21,6 +21,7 @@ from app.model.scorer import ChurnModel
 from app.model.scoring import ScoringService
 from app.schemas import Event
 from tests.helpers import T, before, event
+from tests.test_online_store import PSEUDONYMS
 
 STORE = Path(__file__).resolve().parents[1] / "model_store"
 USERS = [f"s{i}" for i in range(12)]
@@ -42,7 +43,7 @@ async def service(
     redis_url: str, model: ChurnModel, max_delay_s: float = 0.002
 ) -> AsyncIterator[ScoringService]:
     redis = aredis.Redis.from_url(redis_url)
-    store = OnlineFeatureStore(redis, "test", 10**9, 0, 400)
+    store = OnlineFeatureStore(redis, "test", 10**9, 0, 400, pseudonyms=PSEUDONYMS)
     events = [
         event(u, "purchase", before(days=3 * i + 1), f"{u}-p", amount=7.0 + i) for i, u in enumerate(USERS)
     ]

@@ -17,7 +17,7 @@ from app.features.compute import EventArrays, compute_features
 from app.features.records import RECORD, encode, fingerprint
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
-from tests.test_online_store import run, snapshot
+from tests.test_online_store import PSEUDONYMS, run, snapshot
 
 DAY = spec.DAY_SECONDS
 OTHER_KINDS = [
@@ -86,7 +86,8 @@ def apply_all(
 
 
 def stored(redis_url: str, user: str, prefix: str = "t") -> bytes:
-    return next(v for k, v in snapshot(redis_url, prefix).items() if k.startswith(f"{{{user}}}".encode()))
+    tag = f"{{{PSEUDONYMS.of(user)}}}".encode()
+    return next(v for k, v in snapshot(redis_url, prefix).items() if k.startswith(tag))
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -13,7 +13,7 @@ from app.features import events, records, spec
 from app.features.online import OnlineFeatureStore, plan
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
-from tests.test_online_store import EVENTS, run
+from tests.test_online_store import EVENTS, PSEUDONYMS, run
 
 
 def test_event_type_codes_are_pinned() -> None:
@@ -35,7 +35,7 @@ def test_event_type_codes_are_pinned() -> None:
 
 def test_rejection_reasons_are_one_list() -> None:
     reasons = set(get_args(events.RejectionReason))
-    assert reasons == {"too_late", "in_future", "user_over_capacity"}
+    assert reasons == {"too_late", "in_future", "user_over_capacity", "erased"}
     assert set(get_args(schemas.RejectedEvent.model_fields["reason"].annotation)) == reasons
 
 
@@ -51,9 +51,9 @@ def test_record_layout_is_derived_from_one_field_list() -> None:
     assert decoded.tolist() == (T_S, 7, spec.PURCHASE, 3, -250)
 
 
-def test_keys_name_the_layout_version_inside_the_user_hash_tag() -> None:
-    store = OnlineFeatureStore(None, "churn", 0, 0, 1)  # type: ignore[arg-type]
-    assert store.key("u-1") == "churn:{u-1}:ev:v1"
+def test_keys_name_the_layout_version_inside_the_hash_tag_of_the_users_pseudonym() -> None:
+    store = OnlineFeatureStore(None, "churn", 0, 0, 1, pseudonyms=PSEUDONYMS)  # type: ignore[arg-type]
+    assert store.key("u-1") == f"churn:{{{PSEUDONYMS.of('u-1')}}}:ev:v1"
 
 
 def entry(ts: int, eid: str, index: int) -> tuple[int, int, int, bytes]:

@@ -3,7 +3,7 @@
 import contextlib
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
@@ -20,9 +20,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
-    """Ready when the model is loaded and Redis answers; load never makes it unready."""
-    checks = {"model": scoring.model is not None, "redis": False}
+async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
+    """Ready when the model is loaded, Redis answers and no shutdown is draining; load never makes it
+    unready."""
+    checks = {
+        "model": scoring.model is not None,
+        "redis": False,
+        "not_draining": not request.app.state.drain.draining,
+    }
     with contextlib.suppress(RedisError, OSError):
         checks["redis"] = bool(await probe.ping())
     ready = all(checks.values())

@@ -3,14 +3,14 @@
 -- Several users per call, each merged on its own: one call amortises the script's dispatch and the
 -- client's command packing over a group of users, while a group stays small enough that the call is
 -- short (Redis runs nothing else meanwhile).
--- KEYS[u]: user u's record string.
+-- KEYS[2u - 1]: user u's record string; KEYS[2u]: user u's erasure tombstone (absent unless erased).
 -- ARGV[1] prune-before time (Unix s); ARGV[2] TTL (s); ARGV[3] record size (bytes); ARGV[4] struct
 -- format of a record's leading (ts, fingerprint, kind), kind a single byte; ARGV[5] the purchase kind;
 -- ARGV[6] most non-purchase records kept; ARGV[7] most purchases kept; ARGV[7 + u] user u's new
 -- records, concatenated, sorted by (ts, fingerprint), without repeats. The layout is in
 -- app/features/records.py.
 -- Returns per user, per new record in the order given: 1 inserted, 0 duplicate, 2 refused (purchases
--- full).
+-- full), 3 refused (the user was erased after the event's time).
 local prune_before, ttl, R, HEAD = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local PURCHASE, MAX_RECENT, MAX_PURCHASES = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Locals, because global lookups dominate tight loops; the kind is the last byte of the head.
@@ -149,8 +149,26 @@ local function merge(key, news)
   return result
 end
 
+-- The tombstone holds the time up to which the user's events are refused: checked here, in the same
+-- atomic call as the write, so no event can slip in between an erasure and its tombstone.
+local function apply(key, tombstone, news)
+  local erased_through = redis.call('GET', tombstone)
+  if not erased_through then return merge(key, news) end
+  erased_through = tonumber(erased_through)
+  -- Records come sorted by time: the refused ones lead.
+  local m, refused = #news / R, 0
+  while refused < m and unpack(HEAD, news, refused * R + 1) <= erased_through do refused = refused + 1 end
+  local result = {}
+  for j = 1, refused do result[j] = 3 end
+  if refused < m then
+    local merged = merge(key, sub(news, refused * R + 1))
+    for j = 1, #merged do result[refused + j] = merged[j] end
+  end
+  return result
+end
+
 local replies = {}
-for u = 1, #KEYS do
-  replies[u] = merge(KEYS[u], ARGV[7 + u])
+for u = 1, #KEYS / 2 do
+  replies[u] = apply(KEYS[2 * u - 1], KEYS[2 * u], ARGV[7 + u])
 end
 return replies

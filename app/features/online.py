@@ -7,8 +7,11 @@ for the whole batch, decoded with numpy and fed to the same `compute_features` a
 features equal trained ones by construction, for any set of events and any arrival order, within
 the capacity limits of app/features/capacity.py.
 
-Keys: `<prefix>:{<user_id>}:ev:v1`. The braces are a Redis Cluster hash tag: a user's keys share a
-slot. The version names the record layout: a new layout gets a new key, never a misread old string.
+Keys: `<prefix>:{<pseudonym>}:ev:v1`, the pseudonym a keyed hash of the user id
+(app/features/pseudonym.py), so Redis never holds a raw id. The braces are a Redis Cluster hash tag: a
+user's keys share a slot. The version names the record layout: a new layout gets a new key, never a
+misread old string. An erased user's pseudonym keeps one key, `<prefix>:{<pseudonym>}:erased`, for the
+allowed lateness: the erasure time (plus the future skew), before which the apply script refuses events.
 """
 
 from __future__ import annotations
@@ -32,13 +35,17 @@ from app.features import spec
 from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.compute import FloatMatrix, compute_features
 from app.features.events import RejectionReason
+from app.features.pseudonym import Pseudonyms
 from app.features.records import LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
 from app.schemas import Event
 
 KEY_SUFFIX: Final = "ev:v1"
+TOMBSTONE_SUFFIX: Final = "erased"
+# Every key the store may hold for a user's data: erasure deletes them. A new layout's key joins here.
+DATA_SUFFIXES: Final = (KEY_SUFFIX,)
 APPLY_SCRIPT: Final = (files("app.features") / "apply_events.lua").read_text()
 APPLY_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
-INSERTED, DUPLICATE, REFUSED = 1, 0, 2  # the script's per-record replies
+INSERTED, DUPLICATE, REFUSED, ERASED = 1, 0, 2, 3  # the script's per-record replies
 # Users merged per script call. One call per user spent most of a 100-event request packing commands
 # and dispatching scripts; one call for a whole 1,000-user request would hold Redis for tens of ms.
 USERS_PER_CALL: Final = 32
@@ -69,6 +76,11 @@ class UserWrite:
     repeats: int = 0
 
 
+def user_tag(prefix: str, pseudonym: str) -> str:
+    """What every key of the user starts with: the prefix and the hash tag."""
+    return f"{prefix}:{{{pseudonym}}}:"
+
+
 def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
     """(ts, fingerprint, request index, record) in request order -> the script's sorted input.
 
@@ -95,19 +107,26 @@ class OnlineFeatureStore:
         max_future_skew_s: int,
         retention_days: int,
         *,
+        pseudonyms: Pseudonyms,
         max_recent_records: int = MAX_RECENT_RECORDS,
         max_purchase_records: int = MAX_PURCHASE_RECORDS,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._pseudonyms = pseudonyms
         self._lateness = allowed_lateness_s
         self._skew = max_future_skew_s
         self._ttl = retention_days * spec.DAY_SECONDS
         self._max_recent = max_recent_records
         self._max_purchases = max_purchase_records
 
+    def pseudonym(self, user_id: str) -> str:
+        """What Redis knows the user by (and the audit log names them by)."""
+        return self._pseudonyms.of(user_id)
+
     def key(self, user_id: str) -> str:
-        return f"{self._prefix}:{{{user_id}}}:{KEY_SUFFIX}"
+        """The user's record string."""
+        return user_tag(self._prefix, self._pseudonyms.of(user_id)) + KEY_SUFFIX
 
     async def apply(self, events: Sequence[Event], now: datetime) -> ApplyResult:
         """Apply a batch in one round trip: script calls of up to USERS_PER_CALL users (each user's merge
@@ -128,7 +147,8 @@ class OnlineFeatureStore:
                 await asyncio.sleep(0)  # a 1,000-event batch must not hold the event loop throughout
         if not by_user:
             return result
-        writes = {user_id: plan(entries) for user_id, entries in by_user.items()}
+        # Keyed by the users' key tags: one pseudonym per user per request.
+        writes = {user_tag(self._prefix, self._pseudonyms.of(u)): plan(e) for u, e in by_user.items()}
         started = time.perf_counter()
         replies = await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
@@ -140,7 +160,8 @@ class OnlineFeatureStore:
                 elif outcome == DUPLICATE:
                     result.duplicates += 1
                 else:
-                    result.rejected.append(Rejection(index, events[index].event_id, "user_over_capacity"))
+                    reason: RejectionReason = "erased" if outcome == ERASED else "user_over_capacity"
+                    result.rejected.append(Rejection(index, events[index].event_id, reason))
         result.rejected.sort(key=lambda r: r.index)
         return result
 
@@ -154,7 +175,8 @@ class OnlineFeatureStore:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for start in range(0, len(users), USERS_PER_CALL):
                         group = users[start : start + USERS_PER_CALL]
-                        keys = [self.key(user_id) for user_id, _ in group]
+                        # Two keys per user: the records and the tombstone the script checks.
+                        keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
                         # One argument per user: the script slices it.
                         records = [b"".join(write.records) for _, write in group]
                         pipe.evalsha(APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records)
@@ -170,8 +192,11 @@ class OnlineFeatureStore:
         """The users' record strings (None for unknown users), in one MGET."""
         if not user_ids:
             return []
+        # One pseudonym per distinct id: a gathered batch may ask for a user more than once.
+        distinct = dict.fromkeys(user_ids)
+        keys = dict(zip(distinct, map(self.key, distinct), strict=True))
         started = time.perf_counter()
-        blobs: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
+        blobs: list[bytes | None] = await self._redis.mget([keys[u] for u in user_ids])  # type: ignore[assignment]
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         return blobs
 
@@ -189,3 +214,16 @@ class OnlineFeatureStore:
     ) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
         """Feature matrix (request order) and known-user flags, in one round trip."""
         return self.features(await self.fetch(user_ids), spec.unix_seconds(as_of))
+
+    async def erase(self, pseudonym: str, now: datetime) -> int:
+        """Delete the user's data keys and leave the tombstone, in one transaction; the keys removed.
+
+        The tombstone refuses events up to `now` plus the future skew, the latest time an event sent
+        before the erasure can carry; it lasts until those are too late anyway. Erasing again renews it."""
+        tag = user_tag(self._prefix, pseudonym)
+        erased_through = spec.unix_seconds(now) + self._skew
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*(tag + suffix for suffix in DATA_SUFFIXES))
+            pipe.set(tag + TOMBSTONE_SUFFIX, erased_through, ex=self._lateness + self._skew + 1)
+            removed, _ = await pipe.execute()
+        return int(removed)
