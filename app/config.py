@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.api.auth import ApiKeyEntry
@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # On SIGTERM: unready, still serving (with Connection: close) this long, then stop (app/api/drain.py).
     # Longer than the load balancer takes to see /readyz fail; 0 stops at once.
     drain_s: float = Field(default=10.0, ge=0, le=300)
+    # Durability of an acknowledged write: 0 answers once the primary has applied it (lost if its host
+    # dies within Redis's fsync window); N answers only once N replicas have it (WAIT), else 503.
+    ack_replicas: int = Field(default=0, ge=0, le=16)
+    ack_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     # Log lines as JSON objects (with the request id), or plain text for a person at a terminal.
     log_format: Literal["json", "text"] = "json"
 
@@ -78,3 +82,10 @@ class Settings(BaseSettings):
     # Admin actions (erasures) as JSON lines, appended to this file; unset: the `churn.audit` logger,
     # which writes them to stderr.
     audit_log: Path | None = None
+
+    @model_validator(mode="after")
+    def _wait_fits_the_socket_timeout(self) -> Settings:
+        # WAIT blocks the connection: past the socket timeout it would read as Redis being down.
+        if self.ack_replicas and self.ack_timeout_ms >= self.redis_timeout_s * 1000:
+            raise ValueError("ack_timeout_ms must be shorter than redis_timeout_s")
+        return self

@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings.max_future_skew_s,
             settings.retention_days,
             pseudonyms=pseudonyms,
+            ack_replicas=settings.ack_replicas,
+            ack_timeout_ms=settings.ack_timeout_ms,
         )
         scoring = ScoringService(
             store,

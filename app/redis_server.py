@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -44,10 +45,13 @@ def ping(url: str, timeout: float = 0.5) -> bool:
 class RedisProcess:
     """A redis-server child process on 127.0.0.1, with the controls fault tests need."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, persist: bool = False, extra: Sequence[str] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
+        self.extra = list(extra)  # more server options, e.g. ["--replicaof", "127.0.0.1", "6379"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +67,7 @@ class RedisProcess:
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             *persistence,
+            *self.extra,
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:

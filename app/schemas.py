@@ -10,11 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     ValidationError,
-    field_validator,
+    WithJsonSchema,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from app.features.events import EventType, RejectionReason
 
@@ -27,6 +28,51 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABL
 EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TS = datetime(2106, 1, 1, tzinfo=UTC)
 MAX_AMOUNT = 10_000_000.0
+
+# RFC 3339 date-time: seconds required, a fraction optional, `T` (or `t`) between date and time, `Z` (or
+# `z`) or ±hh:mm. pydantic alone also takes Unix times as text, times without seconds, a space or `_` for
+# the `T`, ±hhmm and a comma before the fraction. Digits' ranges are left to pydantic, and so is a missing
+# offset, so that its message names the missing time zone.
+RFC3339_TIME = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+TS_MESSAGE = (
+    "must be RFC 3339 text with seconds and a time zone, e.g. 2026-01-31T12:00:00Z or "
+    "2026-01-31T14:00:00.5+02:00"
+)
+
+
+class RFC3339Only:
+    """Holds a datetime field to RFC 3339 text (or a datetime object, from Python).
+
+    The text is matched in pydantic-core before it is read as a time, with no Python call per event: a
+    Python validator doing the same cost 0.3 µs per event, 15% of validating a batch of events."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        moment = handler(source)
+        text = core_schema.str_schema(pattern=f"^(?:{RFC3339_TIME})$", strict=True)
+        text_or_datetime = core_schema.union_schema(
+            [core_schema.is_instance_schema(datetime), text], mode="left_to_right"
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=_shape_then(text, moment), python_schema=_shape_then(text_or_datetime, moment)
+        )
+
+
+def _shape_then(shape: CoreSchema, moment: CoreSchema) -> CoreSchema:
+    """`shape`, its errors all told as TS_MESSAGE, then `moment` reading the time."""
+    told = core_schema.custom_error_schema(
+        shape, custom_error_type="rfc3339_time", custom_error_message=TS_MESSAGE
+    )
+    return core_schema.chain_schema([told, moment])
+
+
+EventTime = Annotated[
+    AwareDatetime,
+    Field(ge=EARLIEST_TS, lt=LATEST_TS),
+    RFC3339Only(),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": f"^{RFC3339_TIME}$"}),
+]
 
 # Which optional field belongs to which event types, and whether it is required there.
 FIELD_RULES: dict[str, tuple[frozenset[str], bool]] = {
@@ -48,18 +94,10 @@ class Event(BaseModel):
     event_id: Identifier
     user_id: Identifier
     type: EventType
-    ts: Annotated[AwareDatetime, Field(ge=EARLIEST_TS, lt=LATEST_TS)]
+    ts: EventTime
     amount: Annotated[float | None, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)] = None
     items: Annotated[int | None, Field(ge=1, le=1_000_000, strict=True)] = None
     rating: Annotated[int | None, Field(ge=1, le=5, strict=True)] = None
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _ts_is_rfc3339_text(cls, value: Any) -> Any:
-        # Numbers would be read as Unix times silently; the schema asks for RFC 3339 text.
-        if not isinstance(value, str | datetime):
-            raise ValueError("must be an RFC 3339 string with a time zone, e.g. 2026-01-31T12:00:00Z")
-        return value
 
     @model_validator(mode="after")
     def _fields_belong_to_type(self) -> Event:

@@ -15,9 +15,16 @@ REF = "#/components/schemas/{model}"
 _BODY_MODELS: list[type[BaseModel]] = []
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON: the message names line and column"},
+    401: {"model": ErrorBody, "description": "No API key, or one the service does not know"},
+    403: {"model": ErrorBody, "description": "The API key lacks the route's scope"},
+    413: {"model": ErrorBody, "description": "Body over the size limit"},
     422: {"model": ErrorBody, "description": "Invalid request: each problem names its field"},
-    429: {"model": ErrorBody, "description": "At capacity: retry after the Retry-After seconds"},
-    503: {"model": ErrorBody, "description": "Feature store unavailable, deadline missed or shutting down"},
+    429: {"model": ErrorBody, "description": "Rate limited, or at capacity: retry after Retry-After seconds"},
+    503: {
+        "model": ErrorBody,
+        "description": "Feature store unavailable or not durable in time, deadline missed, shutting down",
+    },
 }
 
 

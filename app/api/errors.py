@@ -7,8 +7,10 @@ both use it, so an error reads the same whichever path served the request.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -16,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
@@ -23,6 +26,8 @@ from app.api.auth import Forbidden, Unauthenticated
 from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
 from app.api.ratelimit import RateLimited
+from app.api.strict_json import DuplicateKey, MalformedJSON
+from app.features.online import NotDurable
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 from app.redis_client import PoolExhausted
 
@@ -76,6 +81,50 @@ def too_large(max_bytes: int) -> Reply:
     return error(413, "payload_too_large", f"request body over {max_bytes} bytes", detail)
 
 
+def malformed_json(message: str) -> Reply:
+    return error(400, "malformed_json", message, [{"field": "body", "message": message}])
+
+
+def repeated_key(exc: DuplicateKey) -> Reply:
+    message = f"duplicate key: {exc.key!r} is given more than once in this object"
+    return invalid([{"loc": exc.loc, "msg": message}])
+
+
+def fastapi_json_error(exc: RequestValidationError) -> Reply | None:
+    """FastAPI's own body parsing reports bad JSON at a character offset ("body", 57), which reads as
+    a list index; this answers it as malformed JSON at a line and column instead."""
+    for detail in exc.errors():
+        if detail["type"] == "json_invalid" and isinstance(exc.body, str):
+            text, offset = exc.body, int(detail["loc"][-1])
+            line = text.count("\n", 0, offset) + 1
+            column = offset - text.rfind("\n", 0, offset)
+            reason = detail.get("ctx", {}).get("error", "invalid")
+            return malformed_json(f"the body is not valid JSON: {reason} at line {line} column {column}")
+    return None
+
+
+# Statuses the API already has a code for; any other is named after its reason phrase ("not_found").
+STATUS_CODES = {401: "unauthenticated", 403: "forbidden", 413: "payload_too_large", 422: "invalid_request"}
+
+
+def status_code_name(status: int) -> str:
+    if status in STATUS_CODES:
+        return STATUS_CODES[status]
+    try:
+        return re.sub(r"[^a-z0-9]+", "_", HTTPStatus(status).phrase.lower()).strip("_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def http_error(exc: HTTPException) -> Reply:
+    """Starlette's and FastAPI's HTTP errors (unknown path, method not allowed, ...), headers kept."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
+    if exc.status_code in (204, 304):  # no body allowed
+        return Reply(exc.status_code, b"", headers)
+    reply = error(exc.status_code, status_code_name(exc.status_code), str(exc.detail))
+    return Reply(reply.status, reply.body, [*reply.headers, *headers])
+
+
 OVERLOADED = error(429, "overloaded", "the service is at capacity; retry shortly", retry=True)
 
 
@@ -85,11 +134,19 @@ def reply_for(exc: Exception) -> Reply | None:
         case ValidationError():
             return invalid(exc.errors(include_url=False))
         case RequestValidationError():
-            return invalid(exc.errors())
+            return fastapi_json_error(exc) or invalid(exc.errors())
         case InvalidEvents():
             return invalid(exc.errors)
+        case MalformedJSON():
+            return malformed_json(str(exc))
+        case DuplicateKey():
+            return repeated_key(exc)
+        case HTTPException():
+            return http_error(exc)
         case QueueFull() | PoolExhausted():
             return OVERLOADED
+        case NotDurable():
+            return error(503, "not_durable", f"the events are not yet durable: {exc}", retry=True)
         case RedisError() | ConnectionError():
             message = f"the feature store is unavailable ({type(exc).__name__})"
             return error(503, "redis_unavailable", message, retry=True)
@@ -125,8 +182,12 @@ def install(app: FastAPI) -> None:
         ValidationError,
         RequestValidationError,
         InvalidEvents,
+        MalformedJSON,
+        DuplicateKey,
+        HTTPException,
         QueueFull,
         PoolExhausted,
+        NotDurable,
         RedisError,
         ConnectionError,
         DeadlineExceeded,

@@ -4,7 +4,8 @@ A 1,000-event body takes milliseconds to validate, and nothing else runs on the 
 other request waits. Small bodies are validated in one pass; large ones are first split into their
 events (the envelope: a list of 1..1,000 items and nothing else), then validated in chunks with a yield
 to the loop between chunks. Both paths accept and refuse exactly the same bodies, with the same field
-paths in their errors (tested).
+paths in their errors (tested). Both refuse a key given twice (app/api/strict_json.py); a large body that
+must be parsed again to find it is parsed in a worker thread, for the same reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from app.api.strict_json import (
+    batch_strings,
+    event_strings,
+    find_repeated_key,
+    raise_repeated_key,
+    refusal,
+    repeats_ruled_out,
+    validate,
+)
 from app.schemas import MAX_BATCH, Event, EventBatch
 
 CHUNK_EVENTS = 200
@@ -39,8 +49,11 @@ _EVENTS = TypeAdapter(list[Event])
 
 async def parse_events(body: bytes) -> list[Event]:
     if len(body) <= CHUNKED_ABOVE_BYTES:
-        return EventBatch.model_validate_json(body).events
-    raw = _Envelope.model_validate_json(body).events
+        return validate(EventBatch, body, batch_strings).events
+    try:
+        raw = _Envelope.model_validate_json(body).events
+    except ValidationError as error:
+        raise await asyncio.to_thread(refusal, error, body) from None
     events: list[Event] = []
     errors: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK_EVENTS):
@@ -52,5 +65,7 @@ async def parse_events(body: bytes) -> list[Event]:
                 index, *inside = detail["loc"]
                 errors.append({**detail, "loc": ("events", start + int(index), *inside)})
     if errors:
-        raise InvalidEvents(errors)
+        raise await asyncio.to_thread(find_repeated_key, body) or InvalidEvents(errors)
+    if not repeats_ruled_out(body, 1 + event_strings(events)):  # 1: the "events" key
+        await asyncio.to_thread(raise_repeated_key, body)
     return events

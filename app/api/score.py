@@ -10,6 +10,7 @@ from app.api.deps import ScoringDep, require
 from app.api.disconnect import result_unless_gone
 from app.api.documented import ERRORS, json_body
 from app.api.errors import Reply
+from app.api.strict_json import score_strings, validate
 from app.model.batcher import QueueFull
 from app.model.scoring import ScoringService
 from app.schemas import ScoreRequest, ScoreResponse
@@ -21,7 +22,7 @@ async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Repl
     """The whole request; raises what errors.reply_for answers."""
     if not scoring.has_room():  # refuse before parsing, reading Redis or computing anything
         raise QueueFull
-    ask = ScoreRequest.model_validate_json(body)
+    ask = validate(ScoreRequest, body, score_strings)
     job = scoring.submit(ask.user_ids, ask.explain)
     result = await result_unless_gone(job, receive)
     return Reply(200, orjson.dumps(result, option=orjson.OPT_UTC_Z))

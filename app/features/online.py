@@ -98,6 +98,14 @@ def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
     return write
 
 
+class NotDurable(Exception):
+    """Applied on the primary, but fewer replicas than required confirmed it in time. The client should
+    retry: applying is idempotent, so the events are counted once whichever attempt lands."""
+
+    def __init__(self, acknowledged: int, required: int, timeout_ms: int) -> None:
+        super().__init__(f"{acknowledged} of {required} replicas confirmed the write within {timeout_ms} ms")
+
+
 class OnlineFeatureStore:
     def __init__(
         self,
@@ -110,8 +118,13 @@ class OnlineFeatureStore:
         pseudonyms: Pseudonyms,
         max_recent_records: int = MAX_RECENT_RECORDS,
         max_purchase_records: int = MAX_PURCHASE_RECORDS,
+        ack_replicas: int = 0,
+        ack_timeout_ms: int = 500,
     ) -> None:
         self._redis = redis
+        # Acknowledge a write only once this many replicas have it (WAIT), or answer NotDurable.
+        self._ack_replicas = ack_replicas
+        self._ack_timeout_ms = ack_timeout_ms
         self._prefix = prefix
         self._pseudonyms = pseudonyms
         self._lateness = allowed_lateness_s
@@ -180,12 +193,21 @@ class OnlineFeatureStore:
                         # One argument per user: the script slices it.
                         records = [b"".join(write.records) for _, write in group]
                         pipe.evalsha(APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records)
-                    groups: list[list[list[int]]] = await pipe.execute()
-                    return [reply for group_replies in groups for reply in group_replies]
+                    if self._ack_replicas:
+                        # On the same connection, after the scripts: WAIT counts the replicas that have
+                        # every write this connection made so far.
+                        pipe.execute_command("WAIT", self._ack_replicas, self._ack_timeout_ms)
+                    replies = await pipe.execute()
             except NoScriptError:
                 if attempt:
                     raise
                 await self._redis.script_load(APPLY_SCRIPT)
+                continue
+            if self._ack_replicas:
+                acknowledged = int(replies.pop())
+                if acknowledged < self._ack_replicas:
+                    raise NotDurable(acknowledged, self._ack_replicas, self._ack_timeout_ms)
+            return [reply for group_replies in replies for reply in group_replies]
         raise AssertionError("unreachable")
 
     async def fetch(self, user_ids: Sequence[str]) -> list[bytes | None]:
