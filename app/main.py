@@ -13,13 +13,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.api import documented, errors, events, health, score, users
+from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
-from app.api.drain import CloseWhileDraining, Drain
+from app.api.drain import Drain
 from app.api.fast import FastRoutes
 from app.api.gate import DocsGate
 from app.api.middleware import BodyLimit, LatencyMetrics
 from app.api.ratelimit import RateLimiter
-from app.api.request_ids import RequestIds
 from app.audit import AuditLog
 from app.clock import Clock, SystemClock
 from app.config import Settings
@@ -132,5 +132,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         routed = DocsGate(routed, keyring)
     guarded = LatencyMetrics(BodyLimit(routed, max_bytes=settings.max_body_bytes))
     front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
-    app.front = RequestIds(CloseWhileDraining(front, app.state.drain))
+    app.front = AnswerHeaders(front, app.state.drain)
     return app

@@ -166,11 +166,12 @@ def trace_redis(client: redis.Redis) -> None:
 
 def redis_time(client: redis.Redis, user: str) -> dict[str, Any]:
     """Time inside Redis of the scripts that touched the busy user's key, from the slow log."""
+    tag = pseudonym(user).encode()  # the store names the user by pseudonym
     entries = client.slowlog_get(1_000_000)
     mine = [
         e["duration"]
         for e in entries
-        if user.encode() in e["command"] and e["command"].split(b" ", 1)[0].lower() in SCRIPT_COMMANDS
+        if tag in e["command"] and e["command"].split(b" ", 1)[0].lower() in SCRIPT_COMMANDS
     ]
     stats = client.info("commandstats")
     scripts = {k: v for k, v in stats.items() if k.split("_", 1)[1] in {c.decode() for c in SCRIPT_COMMANDS}}
@@ -185,8 +186,11 @@ def redis_time(client: redis.Redis, user: str) -> dict[str, Any]:
 SCRIPT_COMMANDS = {b"evalsha", b"eval", b"fcall", b"evalsha_ro", b"eval_ro", b"fcall_ro"}
 
 
+def pseudonym(user: str) -> str:
+    return Pseudonyms(BENCH_ID_SECRET.encode()).of(user)
+
+
 def stored_bytes(client: redis.Redis, user: str) -> int:
     """Bytes Redis holds for the user's keys (MEMORY USAGE), whatever the store's layout."""
-    pseudonym = Pseudonyms(BENCH_ID_SECRET.encode()).of(user)
-    keys = client.scan_iter(match=f"*{pseudonym}*", count=1000)
+    keys = client.scan_iter(match=f"*{pseudonym(user)}*", count=1000)
     return sum(int(client.memory_usage(k) or 0) for k in keys)

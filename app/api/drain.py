@@ -2,10 +2,10 @@
 
 Stopping at once breaks clients twice: the load balancer still believes /readyz and keeps sending, and
 clients on kept-alive connections write into a socket that is closing. So on SIGTERM the service turns
-unready, keeps serving for CHURN_DRAIN_S while answering with `Connection: close` (each client's next
-request opens a new connection, which the balancer sends elsewhere), and only then hands the signal to
-uvicorn, which stops accepting, finishes the requests in flight and exits. A second SIGTERM, or SIGINT
-(Ctrl-C), stops at once.
+unready, keeps serving for CHURN_DRAIN_S while answering with `Connection: close` (added in
+answer_headers.py: each client's next request opens a new connection, which the balancer sends
+elsewhere), and only then hands the signal to uvicorn, which stops accepting, finishes the requests in
+flight and exits. A second SIGTERM, or SIGINT (Ctrl-C), stops at once.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import asyncio
 import logging
 import signal
 import threading
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("churn")
 
@@ -49,23 +47,3 @@ class Drain:
             loop.call_later(self.drain_s, hand_over)
 
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-
-
-class CloseWhileDraining:
-    """Adds `Connection: close` to every answer once draining, so no client keeps a connection here."""
-
-    def __init__(self, app: ASGIApp, drain: Drain) -> None:
-        self.app = app
-        self.drain = drain
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.drain.draining or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, closing)

@@ -13,7 +13,7 @@ from app.logs import JsonFormatter
 from app.redis_server import free_port
 from tests.live import live_server
 
-GENERATED = re.compile(r"^[0-9a-f]{16}$")
+GENERATED = re.compile(r"^[0-9a-f]{16}$")  # a process prefix and a counter
 
 
 class Lines(logging.Handler):
