@@ -40,8 +40,12 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("admit and queue the job", ("ScoringService.submit",)),
     ("wait, disconnect watcher", ("result_unless_gone", "_disconnected", "unless_disconnected")),
     ("FastAPI routing, dependencies, response model", ("fastapi/routing", "solve_dependencies", "jsonable")),
-    ("read body, serialise answer, send", ("FastRoutes.__call__", "answer", "starlette/")),
-    ("latency metrics, body limit", ("ChurnAPI.__call__", "LatencyMetrics", "BodyLimit")),
+    ("API key, rate limit, request id", ("Keyring.", "RateLimiter.", "new_request_id", "header (")),
+    (
+        "latency metrics, body limit",
+        ("request_seconds", "read_bounded", "declared_length_ok", "LatencyMetrics", "BodyLimit"),
+    ),
+    ("read body, serialise answer, send", ("FastRoutes", "answer", "starlette/", "ChurnAPI.__call__")),
     ("uvicorn: HTTP parsing, ASGI cycle", ("httptools_impl",)),
 )
 OTHER = "event loop (uvloop), scheduling, other"
