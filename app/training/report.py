@@ -49,20 +49,16 @@ def files(context: dict[str, Any], evaluation: Evaluation, parts: PartLog) -> di
     e, y, probabilities = evaluation, evaluation.y_test, evaluation.test_probabilities
     figures = {name: partial(plots.curve, name, y, probabilities) for name in plots.CURVES}
     figures["calibration.png"] = partial(plots.calibration, y, probabilities)
-    if e.permutation_drop is not None:
-        figures["feature_importance.png"] = partial(
-            plots.ranking,
-            e.permutation_drop,
-            "ROC AUC drop when shuffled",
-            "Permutation importance (MLP, test)",
-        )
-    if e.information_gain is not None:
-        figures["information_gain.png"] = partial(
-            plots.ranking,
-            e.information_gain,
-            "mutual information with the label (nats)",
-            "Information gain (training users)",
-        )
+    # (figure, ranking, axis label, title)
+    rankings = [
+        ("feature_importance.png", e.permutation_drop, "ROC AUC drop when shuffled",
+         "Permutation importance (MLP, test)"),
+        ("information_gain.png", e.information_gain, "mutual information with the label (nats)",
+         "Information gain (training users)"),
+    ]  # fmt: skip
+    for name, ranking, axis, title in rankings:
+        if ranking is not None:
+            figures[name] = partial(plots.ranking, ranking, axis, title)
     figures["segments.png"] = partial(plots.segment_profiles, e.segments, e.segment_sizes)
     out = {}
     for name, draw in figures.items():
