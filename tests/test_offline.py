@@ -36,6 +36,9 @@ def test_optional_columns_may_be_absent(tmp_path: Path) -> None:
     ("column", "value", "message"),
     [
         ("ts", "2026-01-01T00:00:00", "row 0, column 'ts': RFC 3339 with a time zone"),
+        # Files take exactly what /events takes: seconds and a T are required.
+        ("ts", "2026-01-01T00:00Z", "row 0, column 'ts': must be RFC 3339 text with seconds"),
+        ("ts", "2026-01-01 00:00:00Z", "row 0, column 'ts': must be RFC 3339 text with seconds"),
         ("amount", -3.0, "row 0, column 'amount'"),
         ("amount", np.nan, "row 0, column 'amount': is required for this type"),
         ("type", "teleport", "row 0, column 'type'"),

@@ -12,7 +12,7 @@ import pyarrow.csv as pa_csv
 
 from app.features import spec
 from app.features.compute import EventArrays, FloatMatrix, compute_features
-from app.schemas import FIELD_RULES, LATEST_TS, MAX_AMOUNT, PRINTABLE_CHAR
+from app.schemas import FIELD_RULES, LATEST_TS, MAX_AMOUNT, PRINTABLE_CHAR, RFC3339_TIME, TS_MESSAGE
 
 SCHEMA_COLUMNS = ("event_id", "user_id", "type", "ts", "amount", "items", "rating")
 REQUIRED_COLUMNS = ("event_id", "user_id", "type", "ts")
@@ -123,7 +123,9 @@ def _parse_ts(column: pd.Series, check: Check) -> pd.Series:
     else:
         text = column.astype("string")
         check(~text.str.contains(_TZ_SUFFIX, regex=True).fillna(False), "ts", "RFC 3339 with a time zone")
-        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        # The API's rule (seconds required, T between date and time), so a file takes what /events takes.
+        check(~text.str.fullmatch(RFC3339_TIME).fillna(False), "ts", TS_MESSAGE)
+        parsed = pd.to_datetime(text.str.upper(), format="ISO8601", utc=True, errors="coerce")
         check(parsed.isna(), "ts", "not an RFC 3339 time")
     seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     latest = (pd.Timestamp(LATEST_TS) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
