@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
-from app.api import documented, errors, events, health, score, users
+from app.api import docs, documented, errors, events, health, score, users
 from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
 from app.api.drain import Drain
@@ -119,7 +119,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await probe.aclose()
             audit.close()
 
-    app = ChurnAPI(title="Churn scoring service", version="0.1.0", lifespan=lifespan)
+    app = ChurnAPI(
+        title="Churn scoring service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.keyring = keyring
     app.state.public_endpoints = settings.public_endpoints
     app.state.drain = Drain(settings.drain_s)
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for module in (events, score, users, health):
         app.include_router(module.router)
     documented.install(app)
+    docs.install(app)
     routed: ASGIApp = functools.partial(FastAPI.__call__, app)
     if keyring is not None and "docs" not in settings.public_endpoints:
         routed = DocsGate(routed, keyring)

@@ -120,10 +120,24 @@ class Event(BaseModel):
 
 
 MAX_BATCH = 1_000
+# A fixed time for the documented example; the service takes it as a late event (200, `too_late`) once it
+# lies beyond the allowed lateness.
+EXAMPLE_TS = "2026-01-31T12:00:00Z"
 
 
 class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {"event_id": "e-1", "user_id": "u-42", "type": "session_start", "ts": EXAMPLE_TS}
+                    ]
+                }
+            ]
+        },
+    )
 
     events: list[Event] = Field(min_length=1, max_length=MAX_BATCH)
 
@@ -141,7 +155,9 @@ class EventsAccepted(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_ids": ["u-42"], "explain": True}]}
+    )
 
     user_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BATCH)
     explain: bool = Field(default=True, strict=True)

@@ -1,4 +1,7 @@
-"""OpenAPI for routes that read their own body: the request model is documented, not re-validated."""
+"""OpenAPI for routes that read their own body, and every status each operation can answer.
+
+The routes' own declarations say only part of it: the key checks, the rate limit and the error handlers
+answer from outside FastAPI's view, so `install` sets each operation's error answers from `STATUSES`."""
 
 from __future__ import annotations
 
@@ -27,26 +30,76 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 
+KEYED = (401, 403, 429)  # the key check and the key's rate limit
+BODY = (400, 413, 422)  # a body the handler parses itself
+STORE = (503,)  # Redis, the batcher's deadline or a shutdown
+# Error statuses per operation. Unknown users are no error anywhere (`known_user: false`; erasing is
+# idempotent), so no operation answers 404 but for a path that does not exist.
+STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("post", "/events"): (*BODY, *KEYED, *STORE),
+    ("post", "/score"): (*BODY, *KEYED, *STORE),
+    ("get", "/users/{user_id}/features"): (422, *KEYED, *STORE),
+    ("delete", "/users/{user_id}"): (422, *KEYED, *STORE),
+    ("get", "/model"): KEYED,
+    ("get", "/metrics"): KEYED,
+    ("get", "/healthz"): (),
+    ("get", "/readyz"): (),
+}
+
+
+class Readiness(BaseModel):
+    """/readyz's answer, 200 when ready and 503 when not."""
+
+    ready: bool
+    checks: dict[str, bool]
+
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route whose handler parses `model` from the raw body itself."""
+    """`openapi_extra` for a route whose handler parses `model` from the raw body itself; the model's
+    first example is the request "Try it out" starts from."""
     _BODY_MODELS.append(model)
-    schema = {"$ref": REF.format(model=model.__name__)}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    media: dict[str, Any] = {"schema": {"$ref": REF.format(model=model.__name__)}}
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if isinstance(examples, list) and examples:
+        media["example"] = examples[0]
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}
+
+
+def _error(status: int) -> dict[str, Any]:
+    schema = {"$ref": REF.format(model=ErrorBody.__name__)}
+    return {"description": ERRORS[status]["description"], "content": {"application/json": {"schema": schema}}}
+
+
+def _document_statuses(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status in [s for s in responses if int(s) >= 400]:
+                del responses[status]  # FastAPI's own 422 has a shape the service never answers
+            for status in STATUSES[method, path]:
+                responses[str(status)] = _error(status)
+    readiness = {"$ref": REF.format(model=Readiness.__name__)}
+    answers = document["paths"]["/readyz"]["get"]["responses"]
+    answers["200"]["content"] = {"application/json": {"schema": readiness}}
+    answers["503"] = {"description": "Not ready", "content": {"application/json": {"schema": readiness}}}
+    schemas = document["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
 
 
 def install(app: FastAPI) -> None:
-    """Add the body models' schemas to the generated document's components."""
+    """Add the body models' schemas to the generated document's components, and the error answers."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            _, definitions = models_json_schema(
-                [(model, "validation") for model in _BODY_MODELS], ref_template=REF
-            )
+            models: list[type[BaseModel]] = [*_BODY_MODELS, Readiness]
+            _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF)
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for name, schema in definitions.get("$defs", {}).items():
                 components.setdefault(name, schema)
+            _document_statuses(document)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -1,15 +1,21 @@
-"""The documentation (/docs, /redoc, /openapi.json) behind any valid API key, unless made public.
+"""The documentation (/docs, /redoc, /openapi.json, the pages' assets) behind any valid API key, unless
+made public.
 
-FastAPI serves these pages itself, outside any router, so they are guarded here, in front of it."""
+These pages are outside the routers' key checks, so they are guarded here, in front of FastAPI."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.auth import Forbidden, Keyring, Unauthenticated, header
+from app.api.docs import ASSETS, OAUTH2_REDIRECT
 from app.api.errors import reply_for
 
-DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+DOC_PATHS = frozenset({"/docs", OAUTH2_REDIRECT, "/redoc", "/openapi.json"})
+
+
+def is_docs(path: str) -> bool:
+    return path in DOC_PATHS or path.startswith(f"{ASSETS}/")
 
 
 class DocsGate:
@@ -18,7 +24,7 @@ class DocsGate:
         self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in DOC_PATHS:
+        if scope["type"] == "http" and is_docs(scope["path"]):
             try:
                 self.keyring.authenticate(header(scope["headers"], b"authorization"))
             except (Unauthenticated, Forbidden) as refused:

@@ -4,7 +4,7 @@ import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
@@ -52,7 +52,12 @@ async def model(scoring: ScoringDep) -> dict[str, Any]:
     return {key: manifest.get(key) for key in keys} | served
 
 
-@router.get("/metrics", dependencies=[require("metrics", "admin", public_as="metrics")])
+# Prometheus' text format, so documented as text rather than as FastAPI's default JSON.
+@router.get(
+    "/metrics",
+    dependencies=[require("metrics", "admin", public_as="metrics")],
+    response_class=PlainTextResponse,
+)
 async def prometheus_metrics() -> Response:
     registry = metrics.multiprocess_registry() or REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

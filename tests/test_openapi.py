@@ -1,0 +1,110 @@
+"""The published contract against a live server: /openapi.json documents what the service answers, and
+/docs and /redoc load everything from the service itself."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.live import LiveServer, live_server
+
+ERROR_REF = "#/components/schemas/ErrorBody"
+KEYED = {"401", "403", "429"}
+
+
+@pytest.fixture
+def server(redis_url: str) -> Iterator[LiveServer]:
+    with live_server(redis_url) as live:
+        yield live
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            yield method, path, operation
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from [value] if key == "$ref" else refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def test_every_error_status_is_documented_with_the_error_body(server: LiveServer) -> None:
+    with server.client() as http:
+        document = http.get("/openapi.json").json()
+    statuses = {(method, path): set(op["responses"]) for method, path, op in operations(document)}
+    assert statuses[("post", "/score")] == statuses[("post", "/events")] == {
+        "200", "400", "401", "403", "413", "422", "429", "503"
+    }  # fmt: skip
+    for route in (("get", "/users/{user_id}/features"), ("delete", "/users/{user_id}")):
+        assert statuses[route] == {"200", "422", "503"} | KEYED  # an unknown user is no 404
+    assert statuses[("get", "/model")] == statuses[("get", "/metrics")] == {"200"} | KEYED
+    assert statuses[("get", "/healthz")] == {"200"}
+    assert statuses[("get", "/readyz")] == {"200", "503"}
+    for method, path, operation in operations(document):
+        assert ("security" in operation) == (set(operation["responses"]) >= KEYED), (method, path)
+        for status, answer in operation["responses"].items():
+            if int(status) >= 400 and path != "/readyz":
+                assert answer["content"] == {"application/json": {"schema": {"$ref": ERROR_REF}}}
+    schemas = document["components"]["schemas"]
+    assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs(document))
+    assert set(schemas["ErrorBody"]["properties"]) == {"error", "message", "detail"}
+
+
+def test_metrics_are_documented_and_answered_as_text(server: LiveServer) -> None:
+    with server.client() as http:
+        document = http.get("/openapi.json").json()
+        answer = http.get("/metrics")
+    assert list(document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+def test_every_request_body_has_an_example_the_service_accepts(server: LiveServer) -> None:
+    with server.client() as http:
+        document = http.get("/openapi.json").json()
+        bodies = [(m, p, op["requestBody"]) for m, p, op in operations(document) if "requestBody" in op]
+        assert {(method, path) for method, path, _ in bodies} == {("post", "/score"), ("post", "/events")}
+        for method, path, body in bodies:
+            example = body["content"]["application/json"]["example"]
+            answer = http.request(method, path, json=example)
+            assert answer.status_code == 200, (path, answer.text)
+    examples = {path: body["content"]["application/json"]["example"] for _, path, body in bodies}
+    assert examples["/score"] == {"user_ids": ["u-42"], "explain": True}
+    assert len(examples["/events"]["events"]) == 1
+
+
+ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
+TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_their_assets_from_the_service(server: LiveServer, page: str) -> None:
+    with server.client() as http:
+        html = http.get(page).text
+        assets = ASSET.findall(html)
+        assert assets and all(url.startswith("/") and not url.startswith("//") for url in assets)
+        assert "http://" not in html and "https://" not in html
+        for url in assets:
+            answer = http.get(url)
+            assert answer.status_code == 200, url
+            assert TYPES[url[url.rindex(".") :]] in answer.headers["content-type"], url
+    kinds = {url[url.rindex(".") :] for url in assets}
+    assert ".js" in kinds and (page == "/redoc" or ".css" in kinds)
+
+
+def test_the_docs_assets_are_behind_the_docs_gate(redis_url: str) -> None:
+    with live_server(redis_url) as server, server.client(headers={}) as http:
+        assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 401
+        assert http.get("/docs/assets/redoc.standalone.js").json()["error"] == "unauthenticated"
+    with (
+        live_server(redis_url, public_endpoints=frozenset({"docs"})) as server,
+        server.client(headers={}) as http,
+    ):
+        assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
