@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run redis-down test lint train train-cdnow bench bench-serve clean
+.PHONY: install run redis-down test lint train train-cdnow bench bench-serve chaos soak clean
 
 install: $(STAMP)
 
@@ -57,6 +57,17 @@ bench-serve: install $(VENV)/.bench-installed
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q wrk; \
 	  else echo "bench-serve needs wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu), then retry" >&2; exit 1; fi; }
 	$(PY) -m bench.serve $(ARGS)
+
+# Faults under a load of event batches (Redis killed and restarted from its AOF, Redis paused, the
+# service restarted); every acknowledged event must be found exactly once afterwards (about 30 s).
+chaos: install
+	$(PY) -m bench.chaos
+
+# Half the measured /score capacity of mixed traffic for ARGS=--minutes N (default 10): no errors, and
+# the service's memory may not grow by 10% after the first minute. Needs wrk, like bench-serve.
+soak: install $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { echo "soak needs wrk: run 'sudo apt-get install wrk', then retry" >&2; exit 1; }
+	$(PY) -m bench.soak $(ARGS)
 
 $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -65,8 +65,9 @@ def ours(
     workers: int,
     device: str = "cpu",
     settings: dict[str, str] | None = None,
+    port: int | None = None,  # a restart takes the port of the instance it replaces
 ) -> AbstractContextManager[Running]:
-    port = free_port()
+    port = port or free_port()
     env = {
         "CHURN_HOST": "127.0.0.1",
         "CHURN_PORT": str(port),
