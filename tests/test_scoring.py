@@ -18,7 +18,7 @@ from app.model.bundle import load_bundle
 from app.model.postprocess import PlattCalibration
 from app.model.results import ScoreResult
 from app.model.scorer import ChurnModel
-from app.model.scoring import ScoringService
+from app.model.scoring import ScoredBatch, ScoringService
 from app.schemas import Event
 from tests.helpers import T, before, event
 from tests.test_online_store import PSEUDONYMS
@@ -130,3 +130,23 @@ def test_a_job_keeps_the_model_it_was_admitted_with_across_a_swap(redis_url: str
     assert probabilities(before_swap) == pytest.approx(probabilities(old), abs=1e-12)
     assert probabilities(after_swap) == pytest.approx(probabilities(new), abs=1e-12)
     assert probabilities(before_swap) != pytest.approx(probabilities(after_swap), abs=1e-3)
+
+
+def test_observers_see_every_scored_row_and_cannot_fail_a_batch(redis_url: str, model: ChurnModel) -> None:
+    seen: list[ScoredBatch] = []
+
+    def broken(batch: ScoredBatch) -> None:
+        raise RuntimeError("an observer's bug")
+
+    async def main() -> list[ScoreResult]:
+        async with service(redis_url, model) as scoring:
+            scoring.observe(broken)
+            scoring.observe(seen.append)
+            return list(await asyncio.gather(*(scoring.score([u], explain=False) for u in USERS)))
+
+    answers = asyncio.run(main())
+    assert all(len(answer.results) == 1 for answer in answers)  # the broken observer cost nothing
+    observed = {u: p for b in seen for u, p in zip(b.user_ids, b.scored.probability.tolist(), strict=True)}
+    assert observed == {u: p for a in answers for u, p in probabilities(a).items()}
+    assert all(b.raw.shape == (len(b.user_ids), model.engine.n_features) for b in seen)
+    assert {b.model.version for b in seen} == {model.version}

@@ -9,7 +9,9 @@ versions: jobs are grouped by the model they carry.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,8 +24,10 @@ from app.features import spec
 from app.features.compute import FloatMatrix
 from app.features.online import OnlineFeatureStore
 from app.model.batcher import Job, MicroBatcher
-from app.model.results import ScoreResult
+from app.model.results import ScoredRows, ScoreResult
 from app.model.scorer import ChurnModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,24 @@ class ScoreAsk:
 
 
 ScoreJob = Job[ScoreAsk, ScoreResult]
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """What one model scored in one batch, for observers (warnings, shadow models, drift): the users as
+    the callers named them, their raw served features, and the answers, row-aligned."""
+
+    user_ids: list[str]
+    raw: FloatMatrix
+    scored: ScoredRows
+    model: ChurnModel
+    scored_at: datetime
+
+
+# Called on the event loop as a batch finishes, just before its requests get their answers: an observer
+# must be quick (a few microseconds a user) and hand any I/O to a task of its own. A failing observer is
+# logged and never fails the batch.
+BatchObserver = Callable[[ScoredBatch], None]
 
 
 class ScoringService:
@@ -55,6 +77,7 @@ class ScoringService:
         self._clock = clock
         self._deadline_s = deadline_s
         self._top_k = explain_top_k
+        self._observers: list[BatchObserver] = []
         self.batcher: MicroBatcher[ScoreAsk, ScoreResult] = MicroBatcher(
             self._process, max_rows, max_delay_s, queue_max_rows, queue_max_wait_s
         )
@@ -66,6 +89,10 @@ class ScoringService:
     def swap_model(self, model: ChurnModel) -> None:
         """Serve `model` from now on; jobs already admitted finish with the model they were admitted with."""
         self._model = model
+
+    def observe(self, observer: BatchObserver) -> None:
+        """Have `observer` see every scored batch from now on."""
+        self._observers.append(observer)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -126,4 +153,13 @@ class ScoringService:
         for job in jobs:
             answers.append(ScoreResult(model.version, scored_at, users[offset : offset + job.rows]))
             offset += job.rows
+        if self._observers:
+            self._notify(ScoredBatch(user_ids, raw, scored, model, scored_at))
         return answers
+
+    def _notify(self, batch: ScoredBatch) -> None:
+        for observer in self._observers:
+            try:
+                observer(batch)
+            except Exception:  # an observer's bug must not cost the callers their answers
+                log.exception("batch observer %r failed", observer)
