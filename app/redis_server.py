@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -150,26 +151,26 @@ class LocalCluster:
         clients = [redis.Redis(port=node.port, decode_responses=True) for node in self.nodes]
         try:
             for client in clients[1:]:
-                client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port, self.bus_ports[0])
+                _command(client, "CLUSTER MEET", "127.0.0.1", self.nodes[0].port, self.bus_ports[0])
             step = CLUSTER_SLOTS // self.primaries
             for i, client in enumerate(clients[: self.primaries]):
                 last = CLUSTER_SLOTS - 1 if i == self.primaries - 1 else (i + 1) * step - 1
-                client.execute_command("CLUSTER ADDSLOTSRANGE", i * step, last)
+                _command(client, "CLUSTER ADDSLOTSRANGE", i * step, last)
             deadline = time.monotonic() + timeout
-            ids = [client.execute_command("CLUSTER MYID") for client in clients]
+            ids = [_command(client, "CLUSTER MYID") for client in clients]
             primaries, replicas = clients[: self.primaries], clients[self.primaries :]
 
             def all_known() -> bool:  # a replica can only follow a primary its node already knows
-                return all(len(c.execute_command("CLUSTER NODES")) == len(clients) for c in clients)
+                return all(len(_command(c, "CLUSTER NODES")) == len(clients) for c in clients)
 
             def formed() -> bool:
-                states = [c.execute_command("CLUSTER INFO")["cluster_state"] for c in clients]
+                states = [_command(c, "CLUSTER INFO")["cluster_state"] for c in clients]
                 links = [c.info("replication").get("master_link_status") for c in replicas]
                 return set(states) == {"ok"} and set(links) <= {"up"}
 
             _wait(all_known, deadline)
             for i, client in enumerate(replicas):
-                client.execute_command("CLUSTER REPLICATE", ids[i % len(primaries)])
+                _command(client, "CLUSTER REPLICATE", ids[i % len(primaries)])
             _wait(formed, deadline)
         finally:
             for client in clients:
@@ -178,6 +179,10 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def _command(client: redis.Redis, *args: Any) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def _wait(condition: Callable[[], bool], deadline: float) -> None:
