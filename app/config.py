@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     public_endpoints: frozenset[Literal["docs", "model", "metrics"]] = frozenset()
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The URL names any node of a Redis Cluster; the client discovers the others and follows slot moves.
+    redis_cluster: bool = False
     # Every key starts with this, so several deployments (or test runs) can share one Redis.
     redis_prefix: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     # Explicit and short: redis-py's defaults (5 s, with retries) would hold requests while Redis stalls.
@@ -88,4 +90,8 @@ class Settings(BaseSettings):
         # WAIT blocks the connection: past the socket timeout it would read as Redis being down.
         if self.ack_replicas and self.ack_timeout_ms >= self.redis_timeout_s * 1000:
             raise ValueError("ack_timeout_ms must be shorter than redis_timeout_s")
+        # WAIT counts the replicas of the one node a connection talks to; a write to a cluster spans
+        # several primaries, each with its own replicas.
+        if self.ack_replicas and self.redis_cluster:
+            raise ValueError("ack_replicas is not available with redis_cluster")
         return self

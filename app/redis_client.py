@@ -7,6 +7,7 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -58,7 +59,17 @@ def _options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def connect_store(settings: Settings) -> aredis.Redis:
+# The store's client: one Redis, or a Redis Cluster (app/features/online.py groups commands by slot).
+StoreClient = aredis.Redis | RedisCluster
+
+# A cluster call retried once, after the client has refreshed its map of the cluster: enough to follow a
+# failover once a replica has taken over, without the default's seconds of backoff while it has not.
+CLUSTER_RETRIES = 1
+
+
+def connect_store(settings: Settings) -> StoreClient:
+    if settings.redis_cluster:
+        return _connect_cluster(settings, settings.redis_max_connections)
     # TLS and unix-socket URLs keep redis-py's own connection classes.
     plain_tcp = settings.redis_url.startswith("redis://")
     pool = StorePool.from_url(
@@ -71,8 +82,22 @@ def connect_store(settings: Settings) -> aredis.Redis:
     return aredis.Redis.from_pool(pool)
 
 
-def connect_probe(settings: Settings) -> aredis.Redis:
+def _connect_cluster(settings: Settings, max_connections: int) -> RedisCluster:
+    # Connections per node. A cluster node's pool does not wait for a free connection: an exhausted one
+    # raises MaxConnectionsError at once, which the service answers as overload (429), like PoolExhausted.
+    return RedisCluster.from_url(
+        settings.redis_url,
+        max_connections=max_connections,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), CLUSTER_RETRIES),
+    )
+
+
+def connect_probe(settings: Settings) -> StoreClient:
     """Connections of its own, so /readyz measures whether Redis answers, not how busy the store is."""
+    if settings.redis_cluster:
+        return _connect_cluster(settings, 2)
     pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=2, timeout=settings.redis_timeout_s, **_options(settings)
     )

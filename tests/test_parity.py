@@ -1,5 +1,6 @@
 """Parity: a simulated log replayed through POST /events (duplicates, late and shuffled arrival
-included) gives, for every user, the features the offline pipeline computes from the same log."""
+included) gives, for every user, the features the offline pipeline computes from the same log, on one
+Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-import redis
 
 from app.features import offline, spec
 from app.training.simulate import SimulationConfig, simulate
+from tests.conftest import Backend, flush
 from tests.live import live_server
 
 SIM = SimulationConfig(n_users=120, days=150, seed=5, duplicate_rate=0.03, late_rate=0.05)
@@ -42,18 +43,17 @@ def as_of_times(validated: pd.DataFrame) -> list[int]:
 
 
 def test_online_features_equal_offline_features(
-    redis_url: str, log: pd.DataFrame, validated: pd.DataFrame
+    backend: Backend, log: pd.DataFrame, validated: pd.DataFrame
 ) -> None:
     users = sorted(validated["user_id"].unique())
     log_ts = pd.to_datetime(log["ts"], utc=True)
     covered = np.zeros(spec.N_FEATURES, dtype=bool)
     for as_of in as_of_times(validated):
         now = datetime.fromtimestamp(as_of, tz=UTC)
-        with redis.Redis.from_url(redis_url) as client:
-            client.flushall()
+        flush(backend.url, backend.cluster)
         # Replay in arrival order (the log's order), only what had happened by `now`.
         arrived = log[log_ts <= pd.Timestamp(now)].replace({np.nan: None}).to_dict("records")
-        with live_server(redis_url, now=now) as server, server.client() as http:
+        with live_server(backend.url, now=now, **backend.settings) as server, server.client() as http:
             for start in range(0, len(arrived), 1000):
                 batch = [
                     {k: v for k, v in row.items() if v is not None} for row in arrived[start : start + 1000]

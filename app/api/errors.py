@@ -17,7 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
@@ -143,11 +143,12 @@ def reply_for(exc: Exception) -> Reply | None:
             return repeated_key(exc)
         case HTTPException():
             return http_error(exc)
-        case QueueFull() | PoolExhausted():
+        case QueueFull() | PoolExhausted() | MaxConnectionsError():
+            # MaxConnectionsError: a cluster node's pool is exhausted (it does not wait): overload too.
             return OVERLOADED
         case NotDurable():
             return error(503, "not_durable", f"the events are not yet durable: {exc}", retry=True)
-        case RedisError() | ConnectionError():
+        case RedisError() | RedisClusterException() | ConnectionError():
             message = f"the feature store is unavailable ({type(exc).__name__})"
             return error(503, "redis_unavailable", message, retry=True)
         case DeadlineExceeded():
@@ -189,6 +190,7 @@ def install(app: FastAPI) -> None:
         PoolExhausted,
         NotDurable,
         RedisError,
+        RedisClusterException,
         ConnectionError,
         DeadlineExceeded,
         Unauthenticated,

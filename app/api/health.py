@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app import metrics
 from app.api.deps import RedisProbeDep, ScoringDep, require
@@ -28,7 +28,7 @@ async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) ->
         "redis": False,
         "not_draining": not request.app.state.drain.draining,
     }
-    with contextlib.suppress(RedisError, OSError):
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
         checks["redis"] = bool(await probe.ping())
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import math
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.api.auth import Caller
+from app.redis_client import StoreClient
 
 log = logging.getLogger("churn")
 
@@ -50,7 +50,7 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: StoreClient, prefix: str) -> None:
         self._bucket = redis.register_script(TOKEN_BUCKET)  # EVALSHA, loading the script when missing
         self._prefix = prefix
         self._leased: dict[str, int] = {}  # key id -> tokens this process holds
@@ -68,7 +68,7 @@ class RateLimiter:
         key = f"{self._prefix}:ratelimit:{{{caller.key_id}}}"
         try:
             granted, wait = await self._bucket(keys=[key], args=[caller.rate_per_s, burst, want])
-        except RedisError as error:
+        except (RedisError, RedisClusterException) as error:
             # The limit protects Redis and the CPU; with Redis unreachable the request fails on its own.
             log.warning("rate limit not checked for key %s: %s", caller.key_id, error)
             return

@@ -17,18 +17,19 @@ allowed lateness: the erasure time (plus the future skew), before which the appl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from app import metrics
 from app.features import spec
@@ -37,6 +38,7 @@ from app.features.compute import FloatMatrix, compute_features
 from app.features.events import RejectionReason
 from app.features.pseudonym import Pseudonyms
 from app.features.records import LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
+from app.redis_client import StoreClient
 from app.schemas import Event
 
 KEY_SUFFIX: Final = "ev:v1"
@@ -81,6 +83,46 @@ def user_tag(prefix: str, pseudonym: str) -> str:
     return f"{prefix}:{{{pseudonym}}}:"
 
 
+def hash_tag(key: str) -> str:
+    """The part of a key that picks its Redis Cluster slot: keys with one tag can share a command."""
+    return key[key.index("{") + 1 : key.index("}")]
+
+
+def by_hash_tag(keys: Sequence[str]) -> list[list[int]]:
+    """Positions of `keys`, grouped by hash tag (first-seen order)."""
+    groups: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(hash_tag(key), []).append(position)
+    return list(groups.values())
+
+
+class PartialWrite(RedisError):
+    """A cluster node failed during a write that others completed. Nothing is lost by retrying the whole
+    request: applying is idempotent, so what was applied comes back as duplicates."""
+
+    def __init__(self, applied: int, total: int, cause: BaseException) -> None:
+        super().__init__(
+            f"{applied} of {total} events were applied before a store node failed "
+            f"({type(cause).__name__}); retrying the whole request is safe"
+        )
+
+
+class ClusterFault(RedisError):
+    """Any other failure inside the cluster client, so that it is answered as the store being unavailable
+    (503): during node failures redis-py's cluster client has raised errors of its own internals."""
+
+
+@contextlib.contextmanager
+def cluster_faults() -> Iterator[None]:
+    """Cluster client calls: a failure that is not a RedisError becomes a ClusterFault."""
+    try:
+        yield
+    except RedisError:
+        raise
+    except Exception as error:
+        raise ClusterFault(f"{type(error).__name__}: {error}") from error
+
+
 def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
     """(ts, fingerprint, request index, record) in request order -> the script's sorted input.
 
@@ -109,7 +151,7 @@ class NotDurable(Exception):
 class OnlineFeatureStore:
     def __init__(
         self,
-        redis: Redis,
+        redis: StoreClient,
         prefix: str,
         allowed_lateness_s: int,
         max_future_skew_s: int,
@@ -122,6 +164,8 @@ class OnlineFeatureStore:
         ack_timeout_ms: int = 500,
     ) -> None:
         self._redis = redis
+        # On a cluster every command must keep to one slot: reads and writes are grouped by hash tag.
+        self._cluster = isinstance(redis, RedisCluster)
         # Acknowledge a write only once this many replicas have it (WAIT), or answer NotDurable.
         self._ack_replicas = ack_replicas
         self._ack_timeout_ms = ack_timeout_ms
@@ -178,21 +222,26 @@ class OnlineFeatureStore:
         result.rejected.sort(key=lambda r: r.index)
         return result
 
+    def _script_args(self, group: Sequence[tuple[str, UserWrite]], prune_before: int) -> list[Any]:
+        """EVALSHA's arguments merging `group`'s users (keys of one slot when on a cluster)."""
+        layout = (RECORD.size, LUA_HEAD_FORMAT, spec.PURCHASE, self._max_recent, self._max_purchases)
+        # Two keys per user: the records and the tombstone the script checks.
+        keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
+        # One argument per user: the script slices it.
+        records = [b"".join(write.records) for _, write in group]
+        return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records]
+
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when
         Redis says it lacks it (a restart); rerunning the batch then is safe: applying is idempotent."""
-        layout = (RECORD.size, LUA_HEAD_FORMAT, spec.PURCHASE, self._max_recent, self._max_purchases)
+        if self._cluster:
+            return await self._apply_scripts_on_cluster(writes, prune_before)
         for attempt in range(2):
             try:
                 users = list(writes.items())
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for start in range(0, len(users), USERS_PER_CALL):
-                        group = users[start : start + USERS_PER_CALL]
-                        # Two keys per user: the records and the tombstone the script checks.
-                        keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
-                        # One argument per user: the script slices it.
-                        records = [b"".join(write.records) for _, write in group]
-                        pipe.evalsha(APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records)
+                        pipe.evalsha(*self._script_args(users[start : start + USERS_PER_CALL], prune_before))
                     if self._ack_replicas:
                         # On the same connection, after the scripts: WAIT counts the replicas that have
                         # every write this connection made so far.
@@ -210,16 +259,78 @@ class OnlineFeatureStore:
             return [reply for group_replies in replies for reply in group_replies]
         raise AssertionError("unreachable")
 
+    async def _apply_scripts_on_cluster(
+        self, writes: dict[str, UserWrite], prune_before: int
+    ) -> list[list[int]]:
+        """As `_apply_scripts`, with each script call's users in one slot; the cluster pipeline sends each
+        node its calls in parallel. A node failing after others applied their share is a PartialWrite."""
+        users = list(writes.items())
+        calls = [
+            positions[start : start + USERS_PER_CALL]
+            for positions in by_hash_tag([tag for tag, _ in users])
+            for start in range(0, len(positions), USERS_PER_CALL)
+        ]
+        for attempt in range(2):
+            with cluster_faults():
+                async with self._redis.pipeline() as pipe:
+                    for call in calls:
+                        # The cluster pipeline refuses evalsha by name; the raw command is routed by key.
+                        pipe.execute_command(
+                            "EVALSHA", *self._script_args([users[i] for i in call], prune_before)
+                        )
+                    replies = await pipe.execute(raise_on_error=False)
+            failures = [reply for reply in replies if isinstance(reply, BaseException)]
+            if any(isinstance(failure, NoScriptError) for failure in failures) and not attempt:
+                # A primary without the script (restarted, or a replica just promoted): load it on every
+                # primary and run the whole write again, which applying's idempotency makes safe.
+                with cluster_faults():
+                    await self._redis.script_load(APPLY_SCRIPT)
+                continue
+            if failures:
+                applied = sum(len(users[i][1].records) for call, reply in zip(calls, replies, strict=True)
+                              if not isinstance(reply, BaseException) for i in call)  # fmt: skip
+                if not applied:
+                    raise (
+                        failures[0] if isinstance(failures[0], RedisError) else ClusterFault(str(failures[0]))
+                    )
+                raise PartialWrite(applied, sum(len(write.records) for _, write in users), failures[0])
+            by_user: list[list[int]] = [[] for _ in users]
+            for call, reply in zip(calls, replies, strict=True):
+                for i, user_reply in zip(call, reply, strict=True):
+                    by_user[i] = user_reply
+            return by_user
+        raise AssertionError("unreachable")
+
     async def fetch(self, user_ids: Sequence[str]) -> list[bytes | None]:
-        """The users' record strings (None for unknown users), in one MGET."""
+        """The users' record strings (None for unknown users), in one MGET (one per slot on a cluster)."""
         if not user_ids:
             return []
         # One pseudonym per distinct id: a gathered batch may ask for a user more than once.
         distinct = dict.fromkeys(user_ids)
         keys = dict(zip(distinct, map(self.key, distinct), strict=True))
+        ordered = [keys[u] for u in user_ids]
         started = time.perf_counter()
-        blobs: list[bytes | None] = await self._redis.mget([keys[u] for u in user_ids])  # type: ignore[assignment]
+        blobs: list[bytes | None]
+        if self._cluster:
+            blobs = await self._mget_on_cluster(ordered)
+        else:
+            blobs = await self._redis.mget(ordered)  # type: ignore[assignment]
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
+        return blobs
+
+    async def _mget_on_cluster(self, keys: list[str]) -> list[bytes | None]:
+        """One MGET per hash tag, all in one cluster pipeline (each node's share sent in parallel)."""
+        groups = by_hash_tag(keys)
+        with cluster_faults():
+            async with self._redis.pipeline() as pipe:
+                for positions in groups:
+                    # As with EVALSHA: the cluster pipeline blocks mget by name, the raw command is routed.
+                    pipe.execute_command("MGET", *(keys[i] for i in positions))
+                replies = await pipe.execute()
+        blobs: list[bytes | None] = [None] * len(keys)
+        for positions, values in zip(groups, replies, strict=True):
+            for i, value in zip(positions, values, strict=True):
+                blobs[i] = value
         return blobs
 
     def features(

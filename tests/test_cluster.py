@@ -1,0 +1,195 @@
+"""The feature store and the service on a real Redis Cluster (three primaries, each with a replica):
+batch reads stay a handful of commands, writes are idempotent and atomic per user, erasure leaves only
+the tombstone, lost scripts are loaded again, and a failed primary costs seconds, never a 500.
+
+The parity test (tests/test_parity.py) runs on the cluster too."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster
+
+from app.features.online import OnlineFeatureStore, hash_tag
+from app.features.pseudonym import Pseudonyms
+from app.redis_server import LocalCluster
+from app.schemas import Event
+from tests.conftest import Backend
+from tests.helpers import T, before, event
+from tests.live import LiveServer, live_server
+from tests.test_online_store import PSEUDONYMS
+
+R = TypeVar("R")
+DAY = 86_400
+
+
+def run_on(backend: Backend, work: Callable[[OnlineFeatureStore], Awaitable[R]]) -> R:
+    async def main() -> R:
+        client = RedisCluster.from_url(backend.url) if backend.cluster else AsyncRedis.from_url(backend.url)
+        try:
+            return await work(OnlineFeatureStore(client, "t", 400 * DAY, 0, 400, pseudonyms=PSEUDONYMS))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def history(users: int, per_user: int = 6) -> list[Event]:
+    kinds = ["session_start", "page_view", "add_to_cart", "purchase", "review", "support_contact"]
+    rows = []
+    for u in range(users):
+        for k in range(per_user):
+            kind = kinds[(u + k) % len(kinds)]
+            fields: dict[str, Any] = {"amount": 10.0 + u % 7} if kind == "purchase" else {}
+            fields |= {"rating": 1 + (u + k) % 5} if kind == "review" else {}
+            rows.append(event(f"user-{u}", kind, before(days=(u * 7 + k * 13) % 80), f"e-{u}-{k}", **fields))
+    return [Event.model_validate(r) for r in rows]
+
+
+def primaries(cluster: LocalCluster) -> list[redis.Redis]:
+    return [redis.Redis(port=node.port) for node in cluster.nodes[: cluster.primaries]]
+
+
+def commands(cluster: LocalCluster, name: str) -> int:
+    """Calls of `name` on every primary so far (Redis's commandstats)."""
+    total = 0
+    for client in primaries(cluster):
+        with client:
+            total += int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
+    return total
+
+
+def reset_stats(cluster: LocalCluster) -> None:
+    for client in primaries(cluster):
+        with client:
+            client.config_resetstat()
+
+
+def test_a_batch_read_on_the_cluster_equals_one_redis_in_a_command_per_hash_tag(
+    redis_url: str, cluster_url: str, redis_cluster: LocalCluster
+) -> None:
+    events, users = history(300), [f"user-{u}" for u in range(300)] + ["never-seen"]
+    single, cluster = Backend(redis_url, cluster=False), Backend(cluster_url, cluster=True)
+    for backend in (single, cluster):
+        result = run_on(backend, lambda store: store.apply(events, T))
+        assert (result.accepted, result.duplicates, result.rejected) == (len(events), 0, [])
+    reset_stats(redis_cluster)
+    on_cluster = run_on(cluster, lambda store: store.read(users, T))
+    on_one = run_on(single, lambda store: store.read(users, T))
+    np.testing.assert_array_equal(on_cluster[0], on_one[0])
+    assert on_cluster[1].tolist() == on_one[1].tolist() == [True] * 300 + [False]
+    tags = {hash_tag(OnlineFeatureStore(None, "t", 0, 0, 1, pseudonyms=PSEUDONYMS).key(u)) for u in users}  # type: ignore[arg-type]
+    assert commands(redis_cluster, "mget") == len(tags)
+
+
+def test_a_replay_on_the_cluster_is_all_duplicates_and_changes_no_byte(cluster_url: str) -> None:
+    cluster = Backend(cluster_url, cluster=True)
+    events = history(50)
+    run_on(cluster, lambda store: store.apply(events, T))
+    with cluster.client() as client:
+        before_replay = {k: client.get(k) for k in client.scan_iter(match="t:*")}
+    replay = run_on(cluster, lambda store: store.apply(events, T))
+    assert (replay.accepted, replay.duplicates, replay.rejected) == (0, len(events), [])
+    with cluster.client() as client:
+        assert {k: client.get(k) for k in client.scan_iter(match="t:*")} == before_replay
+
+
+def test_scripts_lost_by_every_primary_are_loaded_again(
+    cluster_url: str, redis_cluster: LocalCluster
+) -> None:
+    cluster = Backend(cluster_url, cluster=True)
+    run_on(cluster, lambda store: store.apply(history(20), T))
+    for client in primaries(redis_cluster):
+        with client:
+            client.script_flush()
+    more = [Event.model_validate(event(f"user-{u}", "page_view", T, f"late-{u}")) for u in range(20)]
+    result = run_on(cluster, lambda store: store.apply(more, T))
+    assert (result.accepted, result.duplicates) == (20, 0)
+
+
+def test_the_service_scores_and_erases_on_the_cluster(cluster_url: str) -> None:
+    cluster = Backend(cluster_url, cluster=True)
+    rows = [e.model_dump(mode="json", exclude_none=True) for e in history(150)]
+    with live_server(cluster.url, **cluster.settings) as server, server.client() as http:
+        assert http.post("/events", json={"events": rows}).json()["accepted"] == len(rows)
+        users = [f"user-{u}" for u in range(150)]
+        scored = http.post("/score", json={"user_ids": users})
+        assert scored.status_code == 200, scored.text
+        assert [r["known_user"] for r in scored.json()["results"]] == [True] * 150
+        assert http.delete("/users/user-7").json()["keys_removed"] == 1
+        late = http.post("/events", json={"events": [event("user-7", "page_view", T, "after-erasure")]})
+        assert late.json()["rejected"] == [{"index": 0, "event_id": "after-erasure", "reason": "erased"}]
+    pseudonym = Pseudonyms.load(server.settings.id_secret, server.settings.id_secret_file).of("user-7")
+    with cluster.client() as client:  # SCAN over every primary
+        left = [k.decode() for k in client.scan_iter(match="*") if pseudonym in k.decode()]
+    assert len(left) == 1 and left[0].endswith(":erased"), left
+
+
+@pytest.fixture(scope="module")
+def doomed_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A cluster of its own: the test below kills one of its primaries."""
+    cluster = LocalCluster(Path(tmp_path_factory.mktemp("doomed")), node_timeout_ms=1_000)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_killed_primary_with_a_replica_costs_seconds_and_never_a_500(doomed_cluster: LocalCluster) -> None:
+    backend = Backend(doomed_cluster.url, cluster=True)
+    rows = [e.model_dump(mode="json", exclude_none=True) for e in history(300, per_user=2)]
+    users = [f"user-{u}" for u in range(300)]
+    outcomes: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def load(server: LiveServer) -> None:
+        with server.client() as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                batch = users[(n * 16) % 300 : (n * 16) % 300 + 16]
+                try:
+                    status = http.post("/score", json={"user_ids": batch}).status_code
+                except httpx.HTTPError:
+                    status = 0
+                outcomes.append((time.monotonic(), status))
+                time.sleep(0.01)
+
+    with live_server(backend.url, **backend.settings) as server, server.client() as http:
+        assert http.post("/events", json={"events": rows}).status_code == 200
+        worker = threading.Thread(target=load, args=(server,))
+        worker.start()
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        victim = doomed_cluster.nodes[1]  # a primary, not the node the URL names
+        assert victim.process is not None
+        victim.process.kill()
+        deadline = killed_at + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            recent = [s for t, s in outcomes if t > time.monotonic() - 1.0]
+            if time.monotonic() - killed_at > 2 and recent and all(s == 200 for s in recent):
+                break
+        time.sleep(1.0)
+        stop.set()
+        worker.join(10)
+        # After the failover every user answers again, its data intact on the promoted replica.
+        after = http.post("/score", json={"user_ids": users})
+    statuses = Counter(s for _, s in outcomes)
+    failed = [t for t, s in outcomes if s != 200]
+    outage = (max(failed) - killed_at) if failed else 0.0
+    print(f"\nprimary killed: {dict(statuses)} answers, failing for {outage:.1f} s after the kill")
+    assert set(statuses) <= {200, 503}, statuses  # never a 500, never a hang
+    assert after.status_code == 200 and all(r["known_user"] for r in after.json()["results"])
+    assert outage < 10.0, outage
+    assert [t for t, s in outcomes if s == 200 and t > killed_at + outage], "no answers after the failover"
