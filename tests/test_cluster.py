@@ -145,6 +145,31 @@ def doomed_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cluster.stop()
 
 
+def test_a_node_failing_mid_write_answers_what_was_applied_and_a_retry_counts_once(
+    doomed_cluster: LocalCluster,
+) -> None:
+    backend = Backend(doomed_cluster.url, cluster=True)
+    rows = [e.model_dump(mode="json", exclude_none=True) for e in history(150, per_user=2)]
+    paused = doomed_cluster.nodes[2]  # a primary; resumed well within the node timeout (no failover)
+    with live_server(backend.url, **backend.settings) as server, server.client() as http:
+        assert http.post("/events", json={"events": rows[:2]}).status_code == 200  # connections made
+        paused.pause()
+        try:
+            during = http.post("/events", json={"events": rows})
+        finally:
+            paused.resume()
+        retried = http.post("/events", json={"events": rows})
+    assert during.status_code == 503, during.text
+    body = during.json()
+    assert body["error"] == "partial_write" and "retrying the whole request is safe" in body["message"]
+    applied = int(body["message"].split(" of ")[0])
+    assert 0 < applied < len(rows)
+    answer = retried.json()
+    assert retried.status_code == 200 and answer["rejected"] == []
+    # Everything written once: what the failed attempt applied comes back as duplicates.
+    assert answer["duplicates"] >= applied + 2 and answer["accepted"] + answer["duplicates"] == len(rows)
+
+
 def test_a_killed_primary_with_a_replica_costs_seconds_and_never_a_500(doomed_cluster: LocalCluster) -> None:
     backend = Backend(doomed_cluster.url, cluster=True)
     rows = [e.model_dump(mode="json", exclude_none=True) for e in history(300, per_user=2)]

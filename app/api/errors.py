@@ -27,7 +27,7 @@ from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
 from app.api.ratelimit import RateLimited
 from app.api.strict_json import DuplicateKey, MalformedJSON
-from app.features.online import NotDurable
+from app.features.online import NotDurable, PartialWrite
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 from app.redis_client import PoolExhausted
 
@@ -148,6 +148,8 @@ def reply_for(exc: Exception) -> Reply | None:
             return OVERLOADED
         case NotDurable():
             return error(503, "not_durable", f"the events are not yet durable: {exc}", retry=True)
+        case PartialWrite():
+            return error(503, "partial_write", str(exc), retry=True)
         case RedisError() | RedisClusterException() | ConnectionError():
             message = f"the feature store is unavailable ({type(exc).__name__})"
             return error(503, "redis_unavailable", message, retry=True)
