@@ -189,7 +189,7 @@ def _rotate_ids(args: argparse.Namespace) -> None:
     from redis.exceptions import ResponseError
 
     from app.config import Settings
-    from app.features.online import DATA_SUFFIXES, TOMBSTONE_SUFFIX, user_tag
+    from app.features.keys import DATA_SUFFIXES, TOMBSTONE_SUFFIX, user_tag
     from app.features.pseudonym import Pseudonyms, load_secret
 
     settings = Settings()

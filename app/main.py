@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             yield
         finally:
             await scoring.stop()
+            await store.aclose()
             await redis.aclose()
             await probe.aclose()
             audit.close()

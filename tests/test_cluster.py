@@ -21,7 +21,8 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
 
-from app.features.online import OnlineFeatureStore, hash_tag
+from app.features.keys import hash_tag
+from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
 from app.redis_server import LocalCluster
 from app.schemas import Event
@@ -37,9 +38,11 @@ DAY = 86_400
 def run_on(backend: Backend, work: Callable[[OnlineFeatureStore], Awaitable[R]]) -> R:
     async def main() -> R:
         client = RedisCluster.from_url(backend.url) if backend.cluster else AsyncRedis.from_url(backend.url)
+        store = OnlineFeatureStore(client, "t", 400 * DAY, 0, 400, pseudonyms=PSEUDONYMS)
         try:
-            return await work(OnlineFeatureStore(client, "t", 400 * DAY, 0, 400, pseudonyms=PSEUDONYMS))
+            return await work(store)
         finally:
+            await store.aclose()
             await client.aclose()
 
     return asyncio.run(main())

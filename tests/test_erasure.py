@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from app.api.auth import new_key
+from app.features.keys import TOMBSTONE_SUFFIX, user_tag
 from app.features.pseudonym import Pseudonyms
 from app.redis_server import free_port
 from tests.helpers import T_S, T, before, event
@@ -83,9 +84,10 @@ def test_erasure_leaves_nothing_of_the_user_but_a_tombstone(server: LiveServer, 
     keyspace = whole_keyspace(redis_url)
     assert not [k for k in keyspace if "alice" in k]
     tag = pseudonym(server, "alice")
-    assert [k for k in keyspace if tag in k] == [f"test:{{{tag}}}:erased"]
+    tombstone_key = user_tag("test", tag) + TOMBSTONE_SUFFIX
+    assert [k for k in keyspace if tag in k] == [tombstone_key]
     with redis.Redis.from_url(redis_url) as client:
-        tombstone, ttl = client.get(f"test:{{{tag}}}:erased"), client.ttl(f"test:{{{tag}}}:erased")
+        tombstone, ttl = client.get(tombstone_key), client.ttl(tombstone_key)
     # Only the time up to which events are refused (erasure time plus the future skew), no event data.
     assert tombstone == str(T_S + SKEW_S).encode()
     assert LATENESS_S < ttl <= LATENESS_S + SKEW_S + 1
@@ -111,7 +113,7 @@ def test_late_and_retried_events_are_rejected_as_erased_and_later_ones_kept(
         {"index": 4, "event_id": "a-ahead", "reason": "erased"},
     ]
     tag = pseudonym(server, "alice")
-    assert [k for k in whole_keyspace(redis_url) if tag in k] == [f"test:{{{tag}}}:erased"]
+    assert [k for k in whole_keyspace(redis_url) if tag in k] == [user_tag("test", tag) + TOMBSTONE_SUFFIX]
 
     # An hour on, alice is active again: what happens after the erasure is stored, what happened
     # before it still is not, even in one request.

@@ -15,7 +15,8 @@ import redis
 import redis.asyncio as aredis
 
 from app.features import offline, spec
-from app.features.online import KEY_SUFFIX, OnlineFeatureStore
+from app.features.keys import KEY_SUFFIX, user_tag
+from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
 from app.features.records import RECORD
 from app.schemas import Event
@@ -119,7 +120,8 @@ def test_late_and_future_events_are_rejected_with_reasons(redis_url: str) -> Non
 
 def test_old_non_purchases_are_pruned_but_purchases_and_the_first_event_stay(redis_url: str) -> None:
     run(redis_url, lambda store: store.apply(EVENTS, T))
-    kept = snapshot(redis_url, "t")[f"{{{PSEUDONYMS.of('a')}}}:{KEY_SUFFIX}".encode()]
+    key = user_tag("t", PSEUDONYMS.of("a")) + KEY_SUFFIX
+    kept = snapshot(redis_url, "t")[key.split(":", 1)[1].encode()]
     assert len(kept) // RECORD.size == len([r for r in ROWS if r["user_id"] == "a"]) - 1  # only a2 went
 
 

@@ -4,12 +4,14 @@ records are put in order for the write script."""
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from typing import Any, get_args
 
 import numpy as np
 
 from app import schemas
 from app.features import events, records, spec
+from app.features.keys import hash_tag
 from app.features.online import OnlineFeatureStore, plan
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
@@ -51,9 +53,13 @@ def test_record_layout_is_derived_from_one_field_list() -> None:
     assert decoded.tolist() == (T_S, 7, spec.PURCHASE, 3, -250)
 
 
-def test_keys_name_the_layout_version_inside_the_hash_tag_of_the_users_pseudonym() -> None:
+def test_keys_name_the_pseudonym_the_layout_version_and_a_bucket_as_the_hash_tag() -> None:
     store = OnlineFeatureStore(None, "churn", 0, 0, 1, pseudonyms=PSEUDONYMS)  # type: ignore[arg-type]
-    assert store.key("u-1") == f"churn:{{{PSEUDONYMS.of('u-1')}}}:ev:v1"
+    pseudonym = PSEUDONYMS.of("u-1")
+    assert store.key("u-1") == f"churn:{{{int(pseudonym[:8], 16) % 64:02x}}}:{pseudonym}:ev:v1"
+    # Users share the 64 tags (so a cluster batch is one command per tag), spread evenly.
+    tags = Counter(hash_tag(store.key(f"u-{i}")) for i in range(64_000))
+    assert len(tags) == 64 and max(tags.values()) < 1.1 * 1_000
 
 
 def entry(ts: int, eid: str, index: int) -> tuple[int, int, int, bytes]:

@@ -27,7 +27,8 @@ from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
 from app.api.ratelimit import RateLimited
 from app.api.strict_json import DuplicateKey, MalformedJSON
-from app.features.online import NotDurable, PartialWrite
+from app.features.cluster import PartialWrite
+from app.features.online import NotDurable
 from app.model.batcher import BatcherStopped, DeadlineExceeded, QueueFull
 from app.redis_client import PoolExhausted
 

@@ -7,20 +7,16 @@ for the whole batch, decoded with numpy and fed to the same `compute_features` a
 features equal trained ones by construction, for any set of events and any arrival order, within
 the capacity limits of app/features/capacity.py.
 
-Keys: `<prefix>:{<pseudonym>}:ev:v1`, the pseudonym a keyed hash of the user id
-(app/features/pseudonym.py), so Redis never holds a raw id. The braces are a Redis Cluster hash tag: a
-user's keys share a slot. The version names the record layout: a new layout gets a new key, never a
-misread old string. An erased user's pseudonym keeps one key, `<prefix>:{<pseudonym>}:erased`, for the
-allowed lateness: the erasure time (plus the future skew), before which the apply script refuses events.
+The key names, and how they place users in a Redis Cluster, are in app/features/keys.py; what differs
+on a cluster in app/features/cluster.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -34,17 +30,15 @@ from redis.exceptions import NoScriptError, RedisError
 from app import metrics
 from app.features import spec
 from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUNE_AFTER_S
+from app.features.cluster import ClusterFault, ClusterReads, PartialWrite, cluster_faults
 from app.features.compute import FloatMatrix, compute_features
 from app.features.events import RejectionReason
+from app.features.keys import DATA_SUFFIXES, KEY_SUFFIX, TOMBSTONE_SUFFIX, by_hash_tag, user_tag
 from app.features.pseudonym import Pseudonyms
 from app.features.records import LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
 from app.redis_client import StoreClient
 from app.schemas import Event
 
-KEY_SUFFIX: Final = "ev:v1"
-TOMBSTONE_SUFFIX: Final = "erased"
-# Every key the store may hold for a user's data: erasure deletes them. A new layout's key joins here.
-DATA_SUFFIXES: Final = (KEY_SUFFIX,)
 APPLY_SCRIPT: Final = (files("app.features") / "apply_events.lua").read_text()
 APPLY_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 INSERTED, DUPLICATE, REFUSED, ERASED = 1, 0, 2, 3  # the script's per-record replies
@@ -76,51 +70,6 @@ class UserWrite:
     records: list[bytes] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     repeats: int = 0
-
-
-def user_tag(prefix: str, pseudonym: str) -> str:
-    """What every key of the user starts with: the prefix and the hash tag."""
-    return f"{prefix}:{{{pseudonym}}}:"
-
-
-def hash_tag(key: str) -> str:
-    """The part of a key that picks its Redis Cluster slot: keys with one tag can share a command."""
-    return key[key.index("{") + 1 : key.index("}")]
-
-
-def by_hash_tag(keys: Sequence[str]) -> list[list[int]]:
-    """Positions of `keys`, grouped by hash tag (first-seen order)."""
-    groups: dict[str, list[int]] = {}
-    for position, key in enumerate(keys):
-        groups.setdefault(hash_tag(key), []).append(position)
-    return list(groups.values())
-
-
-class PartialWrite(RedisError):
-    """A cluster node failed during a write that others completed. Nothing is lost by retrying the whole
-    request: applying is idempotent, so what was applied comes back as duplicates."""
-
-    def __init__(self, applied: int, total: int, cause: BaseException) -> None:
-        super().__init__(
-            f"{applied} of {total} events were applied before a store node failed "
-            f"({type(cause).__name__}); retrying the whole request is safe"
-        )
-
-
-class ClusterFault(RedisError):
-    """Any other failure inside the cluster client, so that it is answered as the store being unavailable
-    (503): during node failures redis-py's cluster client has raised errors of its own internals."""
-
-
-@contextlib.contextmanager
-def cluster_faults() -> Iterator[None]:
-    """Cluster client calls: a failure that is not a RedisError becomes a ClusterFault."""
-    try:
-        yield
-    except RedisError:
-        raise
-    except Exception as error:
-        raise ClusterFault(f"{type(error).__name__}: {error}") from error
 
 
 def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
@@ -165,7 +114,7 @@ class OnlineFeatureStore:
     ) -> None:
         self._redis = redis
         # On a cluster every command must keep to one slot: reads and writes are grouped by hash tag.
-        self._cluster = isinstance(redis, RedisCluster)
+        self._cluster_reads = ClusterReads(redis) if isinstance(redis, RedisCluster) else None
         # Acknowledge a write only once this many replicas have it (WAIT), or answer NotDurable.
         self._ack_replicas = ack_replicas
         self._ack_timeout_ms = ack_timeout_ms
@@ -176,6 +125,11 @@ class OnlineFeatureStore:
         self._ttl = retention_days * spec.DAY_SECONDS
         self._max_recent = max_recent_records
         self._max_purchases = max_purchase_records
+
+    async def aclose(self) -> None:
+        """Close what the store opened itself (a cluster's per-primary read clients), not its client."""
+        if self._cluster_reads is not None:
+            await self._cluster_reads.close()
 
     def pseudonym(self, user_id: str) -> str:
         """What Redis knows the user by (and the audit log names them by)."""
@@ -234,7 +188,7 @@ class OnlineFeatureStore:
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when
         Redis says it lacks it (a restart); rerunning the batch then is safe: applying is idempotent."""
-        if self._cluster:
+        if self._cluster_reads is not None:
             return await self._apply_scripts_on_cluster(writes, prune_before)
         for attempt in range(2):
             try:
@@ -311,26 +265,11 @@ class OnlineFeatureStore:
         ordered = [keys[u] for u in user_ids]
         started = time.perf_counter()
         blobs: list[bytes | None]
-        if self._cluster:
-            blobs = await self._mget_on_cluster(ordered)
+        if self._cluster_reads is not None:
+            blobs = await self._cluster_reads.mget(ordered)
         else:
             blobs = await self._redis.mget(ordered)  # type: ignore[assignment]
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
-        return blobs
-
-    async def _mget_on_cluster(self, keys: list[str]) -> list[bytes | None]:
-        """One MGET per hash tag, all in one cluster pipeline (each node's share sent in parallel)."""
-        groups = by_hash_tag(keys)
-        with cluster_faults():
-            async with self._redis.pipeline() as pipe:
-                for positions in groups:
-                    # As with EVALSHA: the cluster pipeline blocks mget by name, the raw command is routed.
-                    pipe.execute_command("MGET", *(keys[i] for i in positions))
-                replies = await pipe.execute()
-        blobs: list[bytes | None] = [None] * len(keys)
-        for positions, values in zip(groups, replies, strict=True):
-            for i, value in zip(positions, values, strict=True):
-                blobs[i] = value
         return blobs
 
     def features(

@@ -1,0 +1,49 @@
+"""Where a user's data lives in Redis: the key names, and the hash tags that place them in a cluster.
+
+Keys: `<prefix>:{<bucket>}:<pseudonym>:ev:v1`. The pseudonym is a keyed hash of the user id
+(app/features/pseudonym.py), so Redis never holds a raw id. The braces are a Redis Cluster hash tag,
+and the tag is a bucket (two hex digits, 0-63) derived from the pseudonym, not the pseudonym itself:
+users share slots on purpose. Reading or writing a batch on a cluster takes one command per tag it
+touches (a command may not span slots), so a tag per user would make a 1,000-user read 1,000 commands;
+with 64 buckets it is at most 64, sent to each primary in one pipeline. The price: a cluster spreads the
+users over at most 64 slots, so at most 64 primaries share the data, and resharding moves whole buckets
+(1/64 of the users each). On a single Redis the tag changes nothing: a batch is one MGET.
+
+The version names the record layout: a new layout gets a new key, never a misread old string. An
+erased user's pseudonym keeps one key, `...:<pseudonym>:erased`, for the allowed lateness: the erasure
+time (plus the future skew), before which the apply script refuses events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+BUCKETS: Final = 64
+KEY_SUFFIX: Final = "ev:v1"
+TOMBSTONE_SUFFIX: Final = "erased"
+# Every key the store may hold for a user's data: erasure deletes them. A new layout's key joins here.
+DATA_SUFFIXES: Final = (KEY_SUFFIX,)
+
+
+def bucket(pseudonym: str) -> int:
+    """The user's bucket: the pseudonym is a keyed hash, so its first digits are uniform."""
+    return int(pseudonym[:8], 16) % BUCKETS
+
+
+def user_tag(prefix: str, pseudonym: str) -> str:
+    """What every key of the user starts with: the prefix, the bucket's hash tag and the pseudonym."""
+    return f"{prefix}:{{{bucket(pseudonym):02x}}}:{pseudonym}:"
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key that picks its Redis Cluster slot: keys with one tag can share a command."""
+    return key[key.index("{") + 1 : key.index("}")]
+
+
+def by_hash_tag(keys: Sequence[str]) -> list[list[int]]:
+    """Positions of `keys`, grouped by hash tag (first-seen order)."""
+    groups: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(hash_tag(key), []).append(position)
+    return list(groups.values())
