@@ -39,7 +39,8 @@ PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 WORKERS = 2
 WAIT_FOR_DATA_S = 90.0
 P99_SCORE = (
-    'histogram_quantile(0.99, sum by (le) (rate(churn_http_request_duration_seconds_bucket{route="/score"}[30s])))'
+    "histogram_quantile(0.99, sum by (le) "
+    '(rate(churn_http_request_duration_seconds_bucket{route="/score"}[30s])))'
 )
 EVENTS_RATE = "sum by (outcome) (rate(churn_events_total[30s]))"
 
@@ -150,7 +151,8 @@ def main() -> None:
             shutil.copy(PROMETHEUS_DIR / "alerts.yml", folder)
             prometheus_port = free_port()
             command = [
-                binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'tsdb'}",
+                binary, f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn",
             ]  # fmt: skip
             prometheus = procs.start("prometheus", command, CLIENT_CORE)
