@@ -4,8 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run redis-down test lint train train-cdnow bench bench-serve chaos soak prometheus-check \
-	compose-secrets clean
+.PHONY: install run redis-down test lint train train-cdnow bench bench-serve chaos soak prometheus-check clean
 
 install: $(STAMP)
 
