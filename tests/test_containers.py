@@ -77,6 +77,14 @@ def test_the_dockerfile_builds_in_two_stages_and_runs_unprivileged_with_an_exec_
     assert json.loads(command) == ["python", "-m", "app", "serve"]
 
 
+def test_the_dockerfile_copies_only_what_exists() -> None:
+    for instruction, args in dockerfile():
+        words = args.split()
+        if instruction == "COPY" and not words[0].startswith("--from="):
+            for source in words[:-1]:
+                assert (ROOT / source).exists(), source
+
+
 def test_ports_line_up_between_image_compose_scrape_target_and_health_check() -> None:
     runtime = stages()["runtime"]
     image_env = dict(
@@ -154,6 +162,7 @@ def test_keys_and_secrets_come_from_secret_files_never_inline() -> None:
             for value in env(service).values():
                 if value.startswith("/run/secrets/"):
                     assert value.removeprefix("/run/secrets/") in body["secrets"], (service, value)
+    assert env("churn")["CHURN_REDIS_URL"].startswith("redis://redis:")
     assert env("churn")["CHURN_API_KEYS_FILE"] == "/run/secrets/api_keys"
     assert env("churn")["CHURN_ID_SECRET_FILE"] == "/run/secrets/id_secret"
     [job] = PROMETHEUS["scrape_configs"]
