@@ -81,7 +81,8 @@ class Traffic(threading.Thread):
         super().__init__(daemon=True)
         self.port = port
         self.stopping = threading.Event()
-        self.statuses: dict[str, dict[int, int]] = {"/events": {}, "/score": {}}
+        # Answers by status, with the error code of any that is not 200 ("503 redis_unavailable").
+        self.statuses: dict[str, dict[str, int]] = {"/events": {}, "/score": {}}
 
     def run(self) -> None:
         batch = 0
@@ -91,14 +92,16 @@ class Traffic(threading.Thread):
                 {"event_id": f"e2e-{batch}-{i}", "user_id": f"u{i % 20}", "type": "page_view", "ts": at}
                 for i in range(50)
             ]
-            self._count("/events", request("POST", self.port, "/events", {"events": events})[0])
+            self._count("/events", *request("POST", self.port, "/events", {"events": events}))
             users = [f"u{(batch + i) % 20}" for i in range(8)]
-            self._count("/score", request("POST", self.port, "/score", {"user_ids": users})[0])
+            self._count("/score", *request("POST", self.port, "/score", {"user_ids": users}))
             batch += 1
             time.sleep(0.02)
 
-    def _count(self, path: str, status: int) -> None:
-        self.statuses[path][status] = self.statuses[path].get(status, 0) + 1
+    def _count(self, path: str, status: int, body: Any) -> None:
+        error = body.get("error", "") if isinstance(body, dict) and status != 200 else ""
+        key = f"{status} {error}".strip()
+        self.statuses[path][key] = self.statuses[path].get(key, 0) + 1
 
 
 def wait_for_data(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -169,7 +172,7 @@ def main() -> None:
             print(f"requests sent, by status: {traffic.statuses}")
             print(f"data after {time.monotonic() - started:.1f} s of traffic")
             check_target_and_rules(prometheus_port)
-            if not all(200 in by_status for by_status in traffic.statuses.values()):
+            if not all("200" in by_status for by_status in traffic.statuses.values()):
                 raise SystemExit("FAIL: the traffic got no 200 answer")
         except BaseException:
             procs.print_logs()
