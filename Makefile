@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run redis-down test lint train train-cdnow bench bench-serve chaos soak clean
+.PHONY: install run redis-down test lint train train-cdnow bench bench-serve chaos soak prometheus-check clean
 
 install: $(STAMP)
 
@@ -68,6 +68,15 @@ chaos: install
 soak: install $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || { echo "soak needs wrk: run 'sudo apt-get install wrk', then retry" >&2; exit 1; }
 	$(PY) -m bench.soak $(ARGS)
+
+# The project's Prometheus configuration and alert rules against the running service (about 30 s): a real
+# Prometheus scrapes it on loopback until a /score p99 and an events rate query answer. Needs Debian's
+# `prometheus` package.
+prometheus-check: install
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q prometheus; \
+	  else echo "prometheus-check needs prometheus: run 'sudo apt-get install prometheus', then retry" >&2; exit 1; fi; }
+	$(PY) -m bench.prometheus_e2e
 
 $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

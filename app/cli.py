@@ -1,5 +1,5 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids."""
+new-key | dev-secret | rotate-ids | compose-secrets."""
 
 from __future__ import annotations
 
@@ -181,6 +181,14 @@ def _dev_secret() -> None:
     print(f"created an id secret in {DEV_SECRET} (readable by its owner only; not shown)")
 
 
+def _compose_secrets() -> None:
+    from app import compose_secrets
+
+    _dev_key()
+    _dev_secret()
+    compose_secrets.write(DEV_KEYS, DEV_SECRET)
+
+
 def _rotate_ids(args: argparse.Namespace) -> None:
     """Rename the listed users' keys from their pseudonyms under the old secret to those under the
     configured one, with RENAMENX: a key the new pseudonym already has is left alone and counted. Run
@@ -261,6 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     rotate.add_argument("--ids", type=Path, required=True, help="the users' ids, one a line ('-': stdin)")
 
+    commands.add_parser(
+        "compose-secrets", help="the files docker-compose.yml mounts as secrets (.data/compose/), once"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -280,3 +292,5 @@ def main(argv: list[str] | None = None) -> None:
         _dev_secret()
     elif args.command == "rotate-ids":
         _rotate_ids(args)
+    elif args.command == "compose-secrets":
+        _compose_secrets()

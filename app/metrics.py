@@ -46,7 +46,10 @@ REDIS_SECONDS = Histogram(
 EVENTS = Counter(
     "churn_events_total", "Events received, by outcome and rejection reason.", ["outcome", "reason"]
 )
-SCORES = Counter("churn_scores_total", "Scores served, by risk tier.", ["tier"])
+# By model version too, so the share of high-risk answers can be compared across a model swap.
+SCORES = Counter(
+    "churn_scores_total", "Scores served, by risk tier and model version.", ["tier", "model_version"]
+)
 SCORE_PROBABILITY = Histogram(
     "churn_score_probability",
     "Served churn probabilities, for drift monitoring.",
@@ -58,6 +61,35 @@ MODEL_INFO = Gauge(
     "The model being served (value 1).",
     ["version", "horizon_days"],
     multiprocess_mode="max",
+)
+
+
+# Requests answered 429 or 503, by the error code of the answer (app/api/errors.py): overload, a
+# client's rate limit, Redis failing, ... Every code is created at start, so rate() works from zero.
+REFUSAL_CODES = (
+    "overloaded",
+    "rate_limited",
+    "redis_unavailable",
+    "not_durable",
+    "partial_write",
+    "deadline_exceeded",
+    "shutting_down",
+)
+REFUSALS = Counter(
+    "churn_refusals_total", "Requests refused (429) or failed (503), by error code.", ["error"]
+)
+for _code in REFUSAL_CODES:
+    REFUSALS.labels(_code)
+# The last readiness verdict (each /readyz and each /metrics scrape re-checks): with several workers,
+# the most recent one of any worker.
+READY = Gauge(
+    "churn_ready", "1 when the service is ready (model, Redis, not draining).", multiprocess_mode="mostrecent"
+)
+READY_CHECKS = Gauge(
+    "churn_ready_check",
+    "Each readiness check: 1 passed, 0 failed.",
+    ["check"],
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from redis.asyncio import Redis
 
 from app.api.auth import Caller, Keyring
 from app.clock import Clock
 from app.features.online import OnlineFeatureStore
 from app.model.scoring import ScoringService
+from app.redis_client import StoreClient
 
 
 def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -32,7 +32,7 @@ def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
 ClockDep = Annotated[Clock, Depends(from_state("clock"))]
 StoreDep = Annotated[OnlineFeatureStore, Depends(from_state("store"))]
 ScoringDep = Annotated[ScoringService, Depends(from_state("scoring"))]
-RedisProbeDep = Annotated[Redis, Depends(from_state("probe"))]
+RedisProbeDep = Annotated[StoreClient, Depends(from_state("probe"))]
 
 
 # Documents the bearer scheme in OpenAPI; the check itself is the keyring's (the same for the fast routes).

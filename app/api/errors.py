@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
+from app import metrics
 from app.api.auth import Forbidden, Unauthenticated
 from app.api.disconnect import ClientGone
 from app.api.event_parsing import InvalidEvents
@@ -130,7 +131,13 @@ OVERLOADED = error(429, "overloaded", "the service is at capacity; retry shortly
 
 
 def reply_for(exc: Exception) -> Reply | None:
-    """The answer to an exception a request can end with; None for a bug (a 500)."""
+    """The answer to an exception a request can end with; None for a bug (a 500). Refusals (429, 503)
+    are counted by error code: the alerts on overload and on Redis read them."""
+    refusal = _refusal(exc)
+    if refusal is not None:
+        code, reply = refusal
+        metrics.REFUSALS.labels(code).inc()
+        return reply
     match exc:
         case ValidationError():
             return invalid(exc.errors(include_url=False))
@@ -144,33 +151,43 @@ def reply_for(exc: Exception) -> Reply | None:
             return repeated_key(exc)
         case HTTPException():
             return http_error(exc)
-        case QueueFull() | PoolExhausted() | MaxConnectionsError():
-            # MaxConnectionsError: a cluster node's pool is exhausted (it does not wait): overload too.
-            return OVERLOADED
-        case NotDurable():
-            return error(503, "not_durable", f"the events are not yet durable: {exc}", retry=True)
-        case PartialWrite():
-            return error(503, "partial_write", str(exc), retry=True)
-        case RedisError() | RedisClusterException() | ConnectionError():
-            message = f"the feature store is unavailable ({type(exc).__name__})"
-            return error(503, "redis_unavailable", message, retry=True)
-        case DeadlineExceeded():
-            message = "scoring did not finish before the request deadline"
-            return error(503, "deadline_exceeded", message, retry=True)
-        case BatcherStopped():
-            return error(503, "shutting_down", "the service is shutting down", retry=True)
         case Unauthenticated():
             reply = error(401, "unauthenticated", str(exc))
             return Reply(reply.status, reply.body, [*reply.headers, (b"www-authenticate", b"Bearer")])
         case Forbidden():
             return error(403, "forbidden", str(exc))
-        case RateLimited():
-            reply = error(429, "rate_limited", str(exc))
-            retry_after = str(max(1, math.ceil(exc.retry_after_s))).encode()
-            return Reply(reply.status, reply.body, [*reply.headers, (b"retry-after", retry_after)])
         case ClientGone():
             # Nobody reads this answer; 499 marks the case in the latency metrics (nginx's convention).
             return error(499, "client_closed_request", "the client disconnected before its answer was ready")
+    return None
+
+
+def _refusal(exc: Exception) -> tuple[str, Reply] | None:
+    """Requests the service could not serve for want of capacity or of Redis: (error code, answer)."""
+    match exc:
+        case QueueFull() | PoolExhausted() | MaxConnectionsError():
+            # MaxConnectionsError: a cluster node's pool is exhausted (it does not wait): overload too.
+            return "overloaded", OVERLOADED
+        case NotDurable():
+            return "not_durable", error(
+                503, "not_durable", f"the events are not yet durable: {exc}", retry=True
+            )
+        case PartialWrite():
+            return "partial_write", error(503, "partial_write", str(exc), retry=True)
+        case RedisError() | RedisClusterException() | ConnectionError():
+            message = f"the feature store is unavailable ({type(exc).__name__})"
+            return "redis_unavailable", error(503, "redis_unavailable", message, retry=True)
+        case DeadlineExceeded():
+            message = "scoring did not finish before the request deadline"
+            return "deadline_exceeded", error(503, "deadline_exceeded", message, retry=True)
+        case BatcherStopped():
+            return "shutting_down", error(503, "shutting_down", "the service is shutting down", retry=True)
+        case RateLimited():
+            reply = error(429, "rate_limited", str(exc))
+            retry_after = str(max(1, math.ceil(exc.retry_after_s))).encode()
+            return "rate_limited", Reply(
+                reply.status, reply.body, [*reply.headers, (b"retry-after", retry_after)]
+            )
     return None
 
 

@@ -10,6 +10,8 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from app import metrics
 from app.api.deps import RedisProbeDep, ScoringDep, require
+from app.model.scoring import ScoringService
+from app.redis_client import StoreClient
 
 router = APIRouter(tags=["operations"])
 
@@ -19,10 +21,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
+async def readiness(request: Request, scoring: ScoringService, probe: StoreClient) -> dict[str, bool]:
     """Ready when the model is loaded, Redis answers and no shutdown is draining; load never makes it
-    unready."""
+    unready. Each verdict is also exported, so Prometheus sees readiness without a load balancer's probes."""
     checks = {
         "model": scoring.model is not None,
         "redis": False,
@@ -30,6 +31,15 @@ async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) ->
     }
     with contextlib.suppress(RedisError, RedisClusterException, OSError):
         checks["redis"] = bool(await probe.ping())
+    for name, passed in checks.items():
+        metrics.READY_CHECKS.labels(name).set(passed)
+    metrics.READY.set(all(checks.values()))
+    return checks
+
+
+@router.get("/readyz")
+async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) -> JSONResponse:
+    checks = await readiness(request, scoring, probe)
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -58,6 +68,7 @@ async def model(scoring: ScoringDep) -> dict[str, Any]:
     dependencies=[require("metrics", "admin", public_as="metrics")],
     response_class=PlainTextResponse,
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request, scoring: ScoringDep, probe: RedisProbeDep) -> Response:
+    await readiness(request, scoring, probe)  # a fresh verdict in every scrape
     registry = metrics.multiprocess_registry() or REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -24,7 +24,7 @@ class ChurnModel:
         self.version = bundle.version
         self.engine = InferenceEngine(bundle, device)
         self._probability_histogram = metrics.SCORE_PROBABILITY.labels(self.version)
-        self._tier_counters = [metrics.SCORES.labels(tier) for tier in TIERS]
+        self._tier_counters = [metrics.SCORES.labels(tier, self.version) for tier in TIERS]
 
     def score(self, raw: Matrix, known: npt.NDArray[np.bool_], explain: bool, top_k: int) -> ScoredRows:
         """Scale, forward (and backward when explaining), calibrate, tier and segment a whole batch."""
