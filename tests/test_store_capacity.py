@@ -86,8 +86,8 @@ def apply_all(
 
 
 def stored(redis_url: str, user: str, prefix: str = "t") -> bytes:
-    tag = f"{{{PSEUDONYMS.of(user)}}}".encode()
-    return next(v for k, v in snapshot(redis_url, prefix).items() if k.startswith(tag))
+    pseudonym = PSEUDONYMS.of(user).encode()
+    return next(v for k, v in snapshot(redis_url, prefix).items() if pseudonym in k)
 
 
 @pytest.mark.parametrize("seed", range(40))
