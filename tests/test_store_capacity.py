@@ -14,7 +14,7 @@ import pytest
 from app.features import offline, spec
 from app.features.capacity import MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.compute import EventArrays, compute_features
-from app.features.records import RECORD, encode, fingerprint
+from app.features.records import RECORD, RECORD_DTYPE, encode, fingerprint
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
 from tests.test_online_store import PSEUDONYMS, run, snapshot
@@ -58,7 +58,7 @@ def kept(rows: list[dict[str, Any]], now_s: int, max_recent: int) -> list[bytes]
     """The rule the store documents, written independently of the script: the first and last events,
     every purchase, and the `max_recent` newest other events not older than the prune time."""
     events = [Event.model_validate(r) for r in rows]
-    by_key: dict[tuple[int, int], tuple[int, bytes]] = {}
+    by_key: dict[tuple[int, bytes], tuple[int, bytes]] = {}
     for e in events:
         ts, fp = spec.unix_seconds(e.ts), fingerprint(e.event_id)
         by_key.setdefault((ts, fp), (spec.TYPE_CODE[e.type], encode(e, ts, fp)))
@@ -156,8 +156,8 @@ def test_a_capped_user_serves_the_kept_records_and_the_exact_features(
     served, known = run(redis_url, lambda store: store.read(["bot"], T))
     assert known.tolist() == [True]
 
-    fields = np.array([RECORD.unpack(r) for r in kept(capped, T_S, MAX_RECENT_RECORDS)], dtype=np.int64)
-    ts, _fp, kind, rating, cents = fields.T
+    fields = np.frombuffer(b"".join(kept(capped, T_S, MAX_RECENT_RECORDS)), dtype=RECORD_DTYPE)
+    ts, kind, rating, cents = (fields[name].astype(np.int64) for name in ("ts", "kind", "rating", "cents"))
     arrays = EventArrays(1, np.zeros(len(fields), dtype=np.int64), ts, kind, cents, rating)
     np.testing.assert_array_equal(served, compute_features(arrays, T_S)[0])
 

@@ -2,16 +2,19 @@
 
 A user's events that can still matter (the newest events of the longest window, every purchase, the
 first and the last event) are kept as fixed-size records (app/features/records.py), sorted by (time,
-event-id fingerprint). Writing is one Lua script per user, atomic and idempotent; reading is one MGET
-for the whole batch, decoded with numpy and fed to the same `compute_features` as training. So served
-features equal trained ones by construction, for any set of events and any arrival order, within
-the capacity limits of app/features/capacity.py.
+event-id fingerprint). Writing is one Lua script per user, atomic and idempotent per event id: an event
+id the user's string already holds is a duplicate when the event is the same, and a conflict when it is
+not. Reading is one MGET for the whole batch, decoded with numpy and fed to the same `compute_features`
+as training. So served features equal trained ones by construction, for any set of events and any
+arrival order, within the capacity limits of app/features/capacity.py.
 
-Keys: `<prefix>:{<pseudonym>}:ev:v1`, the pseudonym a keyed hash of the user id
+Keys: `<prefix>:{<pseudonym>}:ev:v2`, the pseudonym a keyed hash of the user id
 (app/features/pseudonym.py), so Redis never holds a raw id. The braces are a Redis Cluster hash tag: a
 user's keys share a slot. The version names the record layout: a new layout gets a new key, never a
-misread old string. An erased user's pseudonym keeps one key, `<prefix>:{<pseudonym>}:erased`, for the
-allowed lateness: the erasure time (plus the future skew), before which the apply script refuses events.
+misread old string (`v1` held 14-byte records with 32-bit fingerprints: never read now, such strings
+expire after the retention period, and erasure deletes them). An erased user's pseudonym keeps one key,
+`<prefix>:{<pseudonym>}:erased`, for the allowed lateness: the erasure time (plus the future skew),
+before which the apply script refuses events.
 """
 
 from __future__ import annotations
@@ -36,16 +39,23 @@ from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUN
 from app.features.compute import FloatMatrix, compute_features
 from app.features.events import RejectionReason
 from app.features.pseudonym import Pseudonyms
-from app.features.records import LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
+from app.features.records import FP_BYTES, FP_OFFSET, LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
 from app.schemas import Event
 
-KEY_SUFFIX: Final = "ev:v1"
+KEY_SUFFIX: Final = "ev:v2"
 TOMBSTONE_SUFFIX: Final = "erased"
+# Keys of earlier layouts: never read, but a user's data until they expire.
+LEGACY_SUFFIXES: Final = ("ev:v1",)
 # Every key the store may hold for a user's data: erasure deletes them. A new layout's key joins here.
-DATA_SUFFIXES: Final = (KEY_SUFFIX,)
+DATA_SUFFIXES: Final = (KEY_SUFFIX, *LEGACY_SUFFIXES)
 APPLY_SCRIPT: Final = (files("app.features") / "apply_events.lua").read_text()
 APPLY_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
-INSERTED, DUPLICATE, REFUSED, ERASED = 1, 0, 2, 3  # the script's per-record replies
+INSERTED, DUPLICATE, REFUSED, ERASED, CONFLICT = 1, 0, 2, 3, 4  # the script's per-record replies
+OUTCOME_REASONS: Final[dict[int, RejectionReason]] = {
+    REFUSED: "user_over_capacity",
+    ERASED: "erased",
+    CONFLICT: "conflict",
+}
 # Users merged per script call. One call per user spent most of a 100-event request packing commands
 # and dispatching scripts; one call for a whole 1,000-user request would hold Redis for tens of ms.
 USERS_PER_CALL: Final = 32
@@ -68,12 +78,14 @@ class ApplyResult:
 
 @dataclass
 class UserWrite:
-    """One user's share of a request: records in (ts, fingerprint) order without repeats, as the
-    script receives them, with each one's request index; repeats within the request are duplicates."""
+    """One user's share of a request, as the script receives it: records in (ts, fingerprint) order, one
+    per event id, with each one's request index. A later event of the request with an event id already
+    given is not sent: a repeat when its record is the same (a duplicate), a conflict when it differs."""
 
     records: list[bytes] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     repeats: int = 0
+    conflicts: list[int] = field(default_factory=list)
 
 
 def user_tag(prefix: str, pseudonym: str) -> str:
@@ -81,18 +93,25 @@ def user_tag(prefix: str, pseudonym: str) -> str:
     return f"{prefix}:{{{pseudonym}}}:"
 
 
-def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
+def plan(entries: Sequence[tuple[int, bytes, int, bytes]]) -> UserWrite:
     """(ts, fingerprint, request index, record) in request order -> the script's sorted input.
 
-    The sort is stable, so of two records with one idempotency key the earlier in the request wins,
-    as it would had they come in two requests."""
+    Of two events with one event id the earlier in the request is sent, and the later one compared with
+    it, as it would be had the two come in two requests."""
     write = UserWrite()
-    last: tuple[int, int] | None = None
-    for ts, fp, index, record in sorted(entries, key=lambda e: (e[0], e[1])):
-        if (ts, fp) == last:
+    first: dict[bytes, bytes] = {}
+    sent: list[tuple[int, bytes, int, bytes]] = []
+    for entry in entries:
+        _, fp, index, record = entry
+        earlier = first.get(fp)
+        if earlier is None:
+            first[fp] = record
+            sent.append(entry)
+        elif earlier == record:
             write.repeats += 1
-            continue
-        last = (ts, fp)
+        else:
+            write.conflicts.append(index)
+    for _, _, index, record in sorted(sent, key=lambda e: (e[0], e[1])):
         write.records.append(record)
         write.indices.append(index)
     return write
@@ -146,7 +165,7 @@ class OnlineFeatureStore:
         atomic), pipelined."""
         now_s = spec.unix_seconds(now)
         result = ApplyResult()
-        by_user: dict[str, list[tuple[int, int, int, bytes]]] = {}
+        by_user: dict[str, list[tuple[int, bytes, int, bytes]]] = {}
         for index, event in enumerate(events):
             ts = spec.unix_seconds(event.ts)
             if ts < now_s - self._lateness:
@@ -167,13 +186,14 @@ class OnlineFeatureStore:
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
         for write, reply in zip(writes.values(), replies, strict=True):
             result.duplicates += write.repeats
+            result.rejected += (Rejection(i, events[i].event_id, "conflict") for i in write.conflicts)
             for index, outcome in zip(write.indices, reply, strict=True):
                 if outcome == INSERTED:
                     result.accepted += 1
                 elif outcome == DUPLICATE:
                     result.duplicates += 1
                 else:
-                    reason: RejectionReason = "erased" if outcome == ERASED else "user_over_capacity"
+                    reason: RejectionReason = OUTCOME_REASONS[outcome]
                     result.rejected.append(Rejection(index, events[index].event_id, reason))
         result.rejected.sort(key=lambda r: r.index)
         return result
@@ -181,7 +201,8 @@ class OnlineFeatureStore:
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when
         Redis says it lacks it (a restart); rerunning the batch then is safe: applying is idempotent."""
-        layout = (RECORD.size, LUA_HEAD_FORMAT, spec.PURCHASE, self._max_recent, self._max_purchases)
+        layout = (RECORD.size, LUA_HEAD_FORMAT, FP_OFFSET, FP_BYTES, spec.PURCHASE)
+        caps = (self._max_recent, self._max_purchases)
         for attempt in range(2):
             try:
                 users = list(writes.items())
@@ -192,7 +213,9 @@ class OnlineFeatureStore:
                         keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
                         # One argument per user: the script slices it.
                         records = [b"".join(write.records) for _, write in group]
-                        pipe.evalsha(APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records)
+                        pipe.evalsha(
+                            APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *caps, *records
+                        )
                     if self._ack_replicas:
                         # On the same connection, after the scripts: WAIT counts the replicas that have
                         # every write this connection made so far.
