@@ -68,7 +68,7 @@ def test_plan_sorts_by_time_and_fingerprint_and_keeps_the_first_of_repeats() -> 
     write = plan(entries)
     assert write.indices == [1, 3, 0]  # (10, a), (20, b), (30, c): the first copy of each
     assert write.records == [entries[i][3] for i in (1, 3, 0)]
-    assert write.repeats == 2 and write.conflicts == []
+    assert write.copies == {0: [2], 1: [4]} and write.conflicts == []
 
 
 def test_plan_sends_the_first_event_of_an_id_and_names_later_different_ones_conflicts() -> None:
@@ -78,7 +78,7 @@ def test_plan_sends_the_first_event_of_an_id_and_names_later_different_ones_conf
     entries += [entry(15, "b", 4), entry(20, "a", 5)]
     write = plan(entries)
     assert write.indices == [4, 0] and write.records == [entries[4][3], entries[0][3]]
-    assert write.repeats == 2 and write.conflicts == [1, 3]
+    assert write.copies == {0: [2, 5]} and write.conflicts == [1, 3]
 
 
 def test_repeats_within_one_request_count_as_duplicates(redis_url: str) -> None:

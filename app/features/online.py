@@ -80,11 +80,12 @@ class ApplyResult:
 class UserWrite:
     """One user's share of a request, as the script receives it: records in (ts, fingerprint) order, one
     per event id, with each one's request index. A later event of the request with an event id already
-    given is not sent: a repeat when its record is the same (a duplicate), a conflict when it differs."""
+    given is not sent: a copy of the first (the same record) shares its outcome, reported as a
+    duplicate when the first was applied or already stored; a different record is a conflict."""
 
     records: list[bytes] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
-    repeats: int = 0
+    copies: dict[int, list[int]] = field(default_factory=dict)  # first's request index -> the copies'
     conflicts: list[int] = field(default_factory=list)
 
 
@@ -100,15 +101,16 @@ def plan(entries: Sequence[tuple[int, bytes, int, bytes]]) -> UserWrite:
     it, as it would be had the two come in two requests."""
     write = UserWrite()
     first: dict[bytes, bytes] = {}
+    first_index: dict[bytes, int] = {}
     sent: list[tuple[int, bytes, int, bytes]] = []
     for entry in entries:
         _, fp, index, record = entry
         earlier = first.get(fp)
         if earlier is None:
-            first[fp] = record
+            first[fp], first_index[fp] = record, index
             sent.append(entry)
         elif earlier == record:
-            write.repeats += 1
+            write.copies.setdefault(first_index[fp], []).append(index)
         else:
             write.conflicts.append(index)
     for _, _, index, record in sorted(sent, key=lambda e: (e[0], e[1])):
@@ -185,16 +187,17 @@ class OnlineFeatureStore:
         replies = await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
         for write, reply in zip(writes.values(), replies, strict=True):
-            result.duplicates += write.repeats
             result.rejected += (Rejection(i, events[i].event_id, "conflict") for i in write.conflicts)
             for index, outcome in zip(write.indices, reply, strict=True):
+                copies = write.copies.get(index, [])
                 if outcome == INSERTED:
                     result.accepted += 1
+                    result.duplicates += len(copies)
                 elif outcome == DUPLICATE:
-                    result.duplicates += 1
+                    result.duplicates += 1 + len(copies)
                 else:
                     reason: RejectionReason = OUTCOME_REASONS[outcome]
-                    result.rejected.append(Rejection(index, events[index].event_id, reason))
+                    result.rejected += (Rejection(i, events[i].event_id, reason) for i in (index, *copies))
         result.rejected.sort(key=lambda r: r.index)
         return result
 
