@@ -61,7 +61,7 @@ def test_the_secret_can_come_from_a_file(redis_url: str, tmp_path: Path) -> None
     ):
         assert http.post("/events", json={"events": [event("u-42", "page_view", T, "e1")]}).json()["accepted"]
     with redis.Redis.from_url(redis_url) as client:
-        assert client.keys("*") == [b"test:{001562e6699ae5968788ace4b51bbd65}:ev:v1"]
+        assert client.keys("*") == [b"test:{001562e6699ae5968788ace4b51bbd65}:ev:v2"]
 
 
 def test_redis_never_sees_a_raw_user_id_and_answers_carry_the_callers_ids(redis_url: str) -> None:
@@ -92,9 +92,9 @@ def test_redis_never_sees_a_raw_user_id_and_answers_carry_the_callers_ids(redis_
     assert not [k for k in keys if any(u in k for u in RAW_IDS)]
     assert keys == sorted(
         [
-            f"test:{{{pseudonyms[0]}}}:ev:v1",
+            f"test:{{{pseudonyms[0]}}}:ev:v2",
             f"test:{{{pseudonyms[1]}}}:erased",
-            f"test:{{{pseudonyms[2]}}}:ev:v1",
+            f"test:{{{pseudonyms[2]}}}:ev:v2",
         ]
     )
 
