@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from app.features import offline, spec
 from app.features.capacity import MAX_RECENT_RECORDS, PRUNE_AFTER_S
@@ -204,3 +205,20 @@ def test_purchases_beyond_capacity_are_refused_and_change_nothing(redis_url: str
     frame = offline.validate_events(pd.DataFrame([e.model_dump(exclude_none=True) for e in accepted]))
     served, _ = run(redis_url, lambda store: store.read(["p"], T), **settings)
     np.testing.assert_array_equal(served, offline.features(frame, T_S, ["p"])[1])
+
+
+def test_a_simulated_user_with_90_days_of_history_costs_under_2_kib_of_redis(redis_url: str) -> None:
+    """The memory budget per user, measured as bench/online_store.py does: used_memory before and after
+    its 2,000 simulated users (fewer would weigh Redis's fixed costs into each user)."""
+    from app.training.simulate import SimulationConfig, simulate
+
+    log = simulate(SimulationConfig(n_users=2_000, days=150, seed=3)).events
+    rows = log.replace({np.nan: None}).to_dict("records")
+    events = [Event.model_validate({k: v for k, v in r.items() if v is not None}) for r in rows]
+    now = max(e.ts for e in events)
+    with redis.Redis.from_url(redis_url) as client:
+        base = client.info("memory")["used_memory"]
+        run(redis_url, lambda store: store.apply(events, now))
+        users = len({e.user_id for e in events})
+        per_user = (client.info("memory")["used_memory"] - base) / users
+    assert 1_000 < per_user <= 2_048, per_user
