@@ -142,10 +142,19 @@ class EventBatch(BaseModel):
     events: list[Event] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+REJECTION_REASONS = (
+    "Why the event was not applied. `too_late`: its time is before the allowed lateness. `in_future`: "
+    "its time is beyond the allowed clock skew. `user_over_capacity`: the user already has the most "
+    "purchases the store keeps. `erased`: the user was erased after the event's time. `conflict`: the "
+    "user's event_id is already taken by an event with another time (to the second), type, amount or "
+    "rating (in this request or an earlier one); the stored event stands and nothing is counted twice."
+)
+
+
 class RejectedEvent(BaseModel):
     index: int
     event_id: str
-    reason: RejectionReason
+    reason: RejectionReason = Field(description=REJECTION_REASONS)
 
 
 class EventsAccepted(BaseModel):

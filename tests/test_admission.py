@@ -83,7 +83,7 @@ def test_pool_exhaustion_is_429_and_leaves_readyz_ready(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url) as client:
         stored = [k.decode() for k in client.keys("*")]
     # The refused request wrote nothing: one key, the held request's user's.
-    assert len(stored) == 1 and stored[0].endswith(":ev:v1")
+    assert len(stored) == 1 and stored[0].endswith(":ev:v2")
 
 
 def answers(server: LiveServer) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_a_write_is_acknowledged_once_a_replica_has_it(
         answer = http.post("/events", json={"events": EVENTS})
         assert answer.status_code == 200 and answer.json()["accepted"] == 2
         with redis.Redis.from_url(replica.url) as client:
-            assert len(client.keys("*:ev:v1")) == 1  # already on the replica when the answer came
+            assert len(client.keys("*:ev:v2")) == 1  # already on the replica when the answer came
 
         replica.pause()  # no replica confirms now
         try:

@@ -128,6 +128,19 @@ def test_late_and_retried_events_are_rejected_as_erased_and_later_ones_kept(
     assert features["features"]["page_view_count_1d"] == 1 and features["features"]["lifetime_purchases"] == 0
 
 
+def test_erasure_also_removes_a_string_of_an_earlier_record_layout(
+    server: LiveServer, redis_url: str
+) -> None:
+    # Strings of an earlier layout are never read, but they are the user's data until they expire.
+    post(server, ALICE_ROWS)
+    tag = pseudonym(server, "alice")
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(f"test:{{{tag}}}:ev:v1", b"\x00" * 14, ex=3_600)  # that layout's name and hash tag
+    with server.client() as http:
+        assert http.delete("/users/alice").json()["keys_removed"] == 2
+    assert [k for k in whole_keyspace(redis_url) if tag in k] == [user_tag("test", tag) + TOMBSTONE_SUFFIX]
+
+
 def test_erasing_again_or_erasing_a_stranger_answers_the_same_shape(server: LiveServer) -> None:
     post(server, ALICE_ROWS)
     with server.client() as http:

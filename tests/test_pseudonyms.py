@@ -62,7 +62,7 @@ def test_the_secret_can_come_from_a_file(redis_url: str, tmp_path: Path) -> None
         assert http.post("/events", json={"events": [event("u-42", "page_view", T, "e1")]}).json()["accepted"]
     with redis.Redis.from_url(redis_url) as client:
         # The pseudonym of "u-42" under SECRET, in its bucket (its first 8 hex digits mod 64 = 0x26).
-        assert client.keys("*") == [b"test:{26}:001562e6699ae5968788ace4b51bbd65:ev:v1"]
+        assert client.keys("*") == [b"test:{26}:001562e6699ae5968788ace4b51bbd65:ev:v2"]
 
 
 def test_redis_never_sees_a_raw_user_id_and_answers_carry_the_callers_ids(redis_url: str) -> None:

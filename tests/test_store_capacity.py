@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from app.features import offline, spec
 from app.features.capacity import MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.compute import EventArrays, compute_features
-from app.features.records import RECORD, encode, fingerprint
+from app.features.records import RECORD, RECORD_DTYPE, encode, fingerprint
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
 from tests.test_online_store import PSEUDONYMS, run, snapshot
@@ -58,7 +59,7 @@ def kept(rows: list[dict[str, Any]], now_s: int, max_recent: int) -> list[bytes]
     """The rule the store documents, written independently of the script: the first and last events,
     every purchase, and the `max_recent` newest other events not older than the prune time."""
     events = [Event.model_validate(r) for r in rows]
-    by_key: dict[tuple[int, int], tuple[int, bytes]] = {}
+    by_key: dict[tuple[int, bytes], tuple[int, bytes]] = {}
     for e in events:
         ts, fp = spec.unix_seconds(e.ts), fingerprint(e.event_id)
         by_key.setdefault((ts, fp), (spec.TYPE_CODE[e.type], encode(e, ts, fp)))
@@ -156,8 +157,8 @@ def test_a_capped_user_serves_the_kept_records_and_the_exact_features(
     served, known = run(redis_url, lambda store: store.read(["bot"], T))
     assert known.tolist() == [True]
 
-    fields = np.array([RECORD.unpack(r) for r in kept(capped, T_S, MAX_RECENT_RECORDS)], dtype=np.int64)
-    ts, _fp, kind, rating, cents = fields.T
+    fields = np.frombuffer(b"".join(kept(capped, T_S, MAX_RECENT_RECORDS)), dtype=RECORD_DTYPE)
+    ts, kind, rating, cents = (fields[name].astype(np.int64) for name in ("ts", "kind", "rating", "cents"))
     arrays = EventArrays(1, np.zeros(len(fields), dtype=np.int64), ts, kind, cents, rating)
     np.testing.assert_array_equal(served, compute_features(arrays, T_S)[0])
 
@@ -204,3 +205,20 @@ def test_purchases_beyond_capacity_are_refused_and_change_nothing(redis_url: str
     frame = offline.validate_events(pd.DataFrame([e.model_dump(exclude_none=True) for e in accepted]))
     served, _ = run(redis_url, lambda store: store.read(["p"], T), **settings)
     np.testing.assert_array_equal(served, offline.features(frame, T_S, ["p"])[1])
+
+
+def test_a_simulated_user_with_90_days_of_history_costs_under_2_kib_of_redis(redis_url: str) -> None:
+    """The memory budget per user, measured as bench/online_store.py does: used_memory before and after
+    its 2,000 simulated users (fewer would weigh Redis's fixed costs into each user)."""
+    from app.training.simulate import SimulationConfig, simulate
+
+    log = simulate(SimulationConfig(n_users=2_000, days=150, seed=3)).events
+    rows = log.replace({np.nan: None}).to_dict("records")
+    events = [Event.model_validate({k: v for k, v in r.items() if v is not None}) for r in rows]
+    now = max(e.ts for e in events)
+    with redis.Redis.from_url(redis_url) as client:
+        base = client.info("memory")["used_memory"]
+        run(redis_url, lambda store: store.apply(events, now))
+        users = len({e.user_id for e in events})
+        per_user = (client.info("memory")["used_memory"] - base) / users
+    assert 1_000 < per_user <= 2_048, per_user

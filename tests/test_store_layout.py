@@ -37,34 +37,36 @@ def test_event_type_codes_are_pinned() -> None:
 
 def test_rejection_reasons_are_one_list() -> None:
     reasons = set(get_args(events.RejectionReason))
-    assert reasons == {"too_late", "in_future", "user_over_capacity", "erased"}
+    assert reasons == {"too_late", "in_future", "user_over_capacity", "erased", "conflict"}
     assert set(get_args(schemas.RejectedEvent.model_fields["reason"].annotation)) == reasons
 
 
 def test_record_layout_is_derived_from_one_field_list() -> None:
-    assert records.RECORD.format == ">IIBBi" and records.RECORD.size == 14
+    assert records.RECORD.format == ">IB6sBi" and records.RECORD.size == 16
     assert records.RECORD_DTYPE.names == tuple(name for name, _ in records.FIELDS)
     assert records.RECORD_DTYPE.itemsize == records.RECORD.size
-    assert records.LUA_HEAD_FORMAT == ">I4I4B"
-    # The script reads the kind as the head's last byte.
-    assert struct.calcsize(">IIB") - 1 == records.RECORD_DTYPE.fields["kind"][1]
-    record = records.RECORD.pack(T_S, 7, spec.PURCHASE, 3, -250)
+    assert records.LUA_HEAD_FORMAT == ">I4BI6"
+    # The script reads the kind as the byte just before the fingerprint, found at FP_OFFSET.
+    assert records.FP_OFFSET == 5 == records.RECORD_DTYPE.fields["fp"][1]
+    assert struct.calcsize(">IB") - 1 == records.RECORD_DTYPE.fields["kind"][1]
+    fp = bytes(range(1, 7))
+    record = records.RECORD.pack(T_S, spec.PURCHASE, fp, 3, -250)
     decoded = np.frombuffer(record, dtype=records.RECORD_DTYPE)[0]
-    assert decoded.tolist() == (T_S, 7, spec.PURCHASE, 3, -250)
+    assert decoded.tolist() == (T_S, spec.PURCHASE, fp, 3, -250)
 
 
 def test_keys_name_the_pseudonym_the_layout_version_and_a_bucket_as_the_hash_tag() -> None:
     store = OnlineFeatureStore(None, "churn", 0, 0, 1, pseudonyms=PSEUDONYMS)  # type: ignore[arg-type]
     pseudonym = PSEUDONYMS.of("u-1")
-    assert store.key("u-1") == f"churn:{{{int(pseudonym[:8], 16) % 64:02x}}}:{pseudonym}:ev:v1"
+    assert store.key("u-1") == f"churn:{{{int(pseudonym[:8], 16) % 64:02x}}}:{pseudonym}:ev:v2"
     # Users share the 64 tags (so a cluster batch is one command per tag), spread evenly.
     tags = Counter(hash_tag(store.key(f"u-{i}")) for i in range(64_000))
     assert len(tags) == 64 and max(tags.values()) < 1.1 * 1_000
 
 
-def entry(ts: int, eid: str, index: int) -> tuple[int, int, int, bytes]:
+def entry(ts: int, eid: str, index: int, cents: int = 0) -> tuple[int, bytes, int, bytes]:
     fp = records.fingerprint(eid)
-    return ts, fp, index, records.RECORD.pack(ts, fp, 1, 0, index)  # cents tell copies apart
+    return ts, fp, index, records.RECORD.pack(ts, 1, fp, 0, cents)
 
 
 def test_plan_sorts_by_time_and_fingerprint_and_keeps_the_first_of_repeats() -> None:
@@ -72,7 +74,17 @@ def test_plan_sorts_by_time_and_fingerprint_and_keeps_the_first_of_repeats() -> 
     write = plan(entries)
     assert write.indices == [1, 3, 0]  # (10, a), (20, b), (30, c): the first copy of each
     assert write.records == [entries[i][3] for i in (1, 3, 0)]
-    assert write.repeats == 2
+    assert write.copies == {0: [2], 1: [4]} and write.conflicts == []
+
+
+def test_plan_sends_the_first_event_of_an_id_and_names_later_different_ones_conflicts() -> None:
+    # One event id: the same record again is a repeat; another time or another amount is a conflict,
+    # whichever way it sorts against the first.
+    entries = [entry(20, "a", 0), entry(10, "a", 1), entry(20, "a", 2), entry(20, "a", 3, cents=5)]
+    entries += [entry(15, "b", 4), entry(20, "a", 5)]
+    write = plan(entries)
+    assert write.indices == [4, 0] and write.records == [entries[4][3], entries[0][3]]
+    assert write.copies == {0: [2, 5]} and write.conflicts == [1, 3]
 
 
 def test_repeats_within_one_request_count_as_duplicates(redis_url: str) -> None:

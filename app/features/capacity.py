@@ -20,9 +20,10 @@ MAX_RECENT_RECORDS: Final = 4_096
 """Most non-purchase records kept per user: beyond it the oldest are dropped (the first event and
 purchases always stay).
 
-Why 4,096: it bounds what one user costs. Memory: 57 KB of such records (a typical user holds ~90
-records, 1.2 KB). Time: the write script reads one byte per stored record and probes a few per new
-one, so 1,000 new events for a user who sent 10,000 take about 2 ms inside Redis. The heaviest
+Why 4,096: it bounds what one user costs. Memory: 66 KB of such records (a typical user holds ~90
+records, 1.4 KB). Time: the write script makes one pass over the stored records (each one's type and
+the start of its event-id fingerprint, read in one call) and probes a few per new one, so 1,000 new
+events for a user who sent 10,000 take 2 to 4 ms inside Redis (bench/online_store.py). The heaviest
 simulated users send ~530 events in 90 days: 8x headroom.
 
 For a user over the cap, as of the store's now:
@@ -44,5 +45,5 @@ without this one a sender of endless purchases would grow the string, and each w
 bound. Beyond it new purchases are refused as `user_over_capacity`: what is stored, and the features
 of the accepted events, stay exact. 4,096 is 10 purchases a day for 400 days, far above a genuine
 customer (simulated buyers make at most 32 in 150 days); with both caps full a string holds 8,193
-records (115 KB). Which purchases fit depends on which came first: for such users, and only for them,
+records (131 KB). Which purchases fit depends on which came first: for such users, and only for them,
 the stored set depends on arrival order."""

@@ -32,8 +32,9 @@ EVENT_TYPE_CODES: Final[dict[str, int]] = {
 }
 
 # Why an event was not applied: the reply names it per event. "erased": the user was erased after the
-# event's time (a late or retried event must not bring the user back).
-RejectionReason = Literal["too_late", "in_future", "user_over_capacity", "erased"]
+# event's time (a late or retried event must not bring the user back). "conflict": the user's event id
+# is already taken by an event with other content (time to the second, type, amount or rating).
+RejectionReason = Literal["too_late", "in_future", "user_over_capacity", "erased", "conflict"]
 
 # compute_features indexes arrays by code: every type needs exactly one code, and codes must be 0..n-1.
 if set(EVENT_TYPE_CODES) != set(get_args(EventType)) or sorted(EVENT_TYPE_CODES.values()) != list(

@@ -1,6 +1,6 @@
 """Where a user's data lives in Redis: the key names, and the hash tags that place them in a cluster.
 
-Keys: `<prefix>:{<bucket>}:<pseudonym>:ev:v1`. The pseudonym is a keyed hash of the user id
+Keys: `<prefix>:{<bucket>}:<pseudonym>:ev:v2`. The pseudonym is a keyed hash of the user id
 (app/features/pseudonym.py), so Redis never holds a raw id. The braces are a Redis Cluster hash tag,
 and the tag is a bucket (two hex digits, 0-63) derived from the pseudonym, not the pseudonym itself:
 users share slots on purpose. Reading or writing a batch on a cluster takes one command per tag it
@@ -9,9 +9,11 @@ with 64 buckets it is at most 64, sent to each primary in one pipeline. The pric
 users over at most 64 slots, so at most 64 primaries share the data, and resharding moves whole buckets
 (1/64 of the users each). On a single Redis the tag changes nothing: a batch is one MGET.
 
-The version names the record layout: a new layout gets a new key, never a misread old string. An
-erased user's pseudonym keeps one key, `...:<pseudonym>:erased`, for the allowed lateness: the erasure
-time (plus the future skew), before which the apply script refuses events.
+The version names the record layout: a new layout gets a new key, never a misread old string (`v1`
+held 14-byte records with 32-bit fingerprints, under a tag per user: never read now, such strings expire
+after the retention period, and erasure deletes them). An erased user's pseudonym keeps one key,
+`...:<pseudonym>:erased`, for the allowed lateness: the erasure time (plus the future skew), before
+which the apply script refuses events.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from collections.abc import Sequence
 from typing import Final
 
 BUCKETS: Final = 64
-KEY_SUFFIX: Final = "ev:v1"
+KEY_SUFFIX: Final = "ev:v2"
 TOMBSTONE_SUFFIX: Final = "erased"
-# Every key the store may hold for a user's data: erasure deletes them. A new layout's key joins here.
+# Every key under the user's tag that holds their data: erasure deletes them. A new layout's key joins here.
 DATA_SUFFIXES: Final = (KEY_SUFFIX,)
 
 
@@ -34,6 +36,12 @@ def bucket(pseudonym: str) -> int:
 def user_tag(prefix: str, pseudonym: str) -> str:
     """What every key of the user starts with: the prefix, the bucket's hash tag and the pseudonym."""
     return f"{prefix}:{{{bucket(pseudonym):02x}}}:{pseudonym}:"
+
+
+def legacy_keys(prefix: str, pseudonym: str) -> list[str]:
+    """Names of earlier layouts, from before users shared bucket tags: never read, but a user's data
+    until they expire, so erasure deletes them too (in a slot of their own on a cluster)."""
+    return [f"{prefix}:{{{pseudonym}}}:ev:v1"]
 
 
 def hash_tag(key: str) -> str:

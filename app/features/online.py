@@ -2,10 +2,11 @@
 
 A user's events that can still matter (the newest events of the longest window, every purchase, the
 first and the last event) are kept as fixed-size records (app/features/records.py), sorted by (time,
-event-id fingerprint). Writing is one Lua script per user, atomic and idempotent; reading is one MGET
-for the whole batch, decoded with numpy and fed to the same `compute_features` as training. So served
-features equal trained ones by construction, for any set of events and any arrival order, within
-the capacity limits of app/features/capacity.py.
+event-id fingerprint). Writing is one Lua script per user, atomic and idempotent per event id: an event
+id the user's string already holds is a duplicate when the event is the same, and a conflict when it is
+not. Reading is one MGET for the whole batch, decoded with numpy and fed to the same `compute_features`
+as training. So served features equal trained ones by construction, for any set of events and any
+arrival order, within the capacity limits of app/features/capacity.py.
 
 The key names, and how they place users in a Redis Cluster, are in app/features/keys.py; what differs
 on a cluster in app/features/cluster.py.
@@ -33,15 +34,27 @@ from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUN
 from app.features.cluster import ClusterFault, ClusterReads, PartialWrite, cluster_faults
 from app.features.compute import FloatMatrix, compute_features
 from app.features.events import RejectionReason
-from app.features.keys import DATA_SUFFIXES, KEY_SUFFIX, TOMBSTONE_SUFFIX, by_hash_tag, user_tag
+from app.features.keys import (
+    DATA_SUFFIXES,
+    KEY_SUFFIX,
+    TOMBSTONE_SUFFIX,
+    by_hash_tag,
+    legacy_keys,
+    user_tag,
+)
 from app.features.pseudonym import Pseudonyms
-from app.features.records import LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
+from app.features.records import FP_BYTES, FP_OFFSET, LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
 from app.redis_client import StoreClient
 from app.schemas import Event
 
 APPLY_SCRIPT: Final = (files("app.features") / "apply_events.lua").read_text()
 APPLY_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
-INSERTED, DUPLICATE, REFUSED, ERASED = 1, 0, 2, 3  # the script's per-record replies
+INSERTED, DUPLICATE, REFUSED, ERASED, CONFLICT = 1, 0, 2, 3, 4  # the script's per-record replies
+OUTCOME_REASONS: Final[dict[int, RejectionReason]] = {
+    REFUSED: "user_over_capacity",
+    ERASED: "erased",
+    CONFLICT: "conflict",
+}
 # Users merged per script call. One call per user spent most of a 100-event request packing commands
 # and dispatching scripts; one call for a whole 1,000-user request would hold Redis for tens of ms.
 USERS_PER_CALL: Final = 32
@@ -64,26 +77,37 @@ class ApplyResult:
 
 @dataclass
 class UserWrite:
-    """One user's share of a request: records in (ts, fingerprint) order without repeats, as the
-    script receives them, with each one's request index; repeats within the request are duplicates."""
+    """One user's share of a request, as the script receives it: records in (ts, fingerprint) order, one
+    per event id, with each one's request index. A later event of the request with an event id already
+    given is not sent: a copy of the first (the same record) shares its outcome, reported as a
+    duplicate when the first was applied or already stored; a different record is a conflict."""
 
     records: list[bytes] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
-    repeats: int = 0
+    copies: dict[int, list[int]] = field(default_factory=dict)  # first's request index -> the copies'
+    conflicts: list[int] = field(default_factory=list)
 
 
-def plan(entries: Sequence[tuple[int, int, int, bytes]]) -> UserWrite:
+def plan(entries: Sequence[tuple[int, bytes, int, bytes]]) -> UserWrite:
     """(ts, fingerprint, request index, record) in request order -> the script's sorted input.
 
-    The sort is stable, so of two records with one idempotency key the earlier in the request wins,
-    as it would had they come in two requests."""
+    Of two events with one event id the earlier in the request is sent, and the later one compared with
+    it, as it would be had the two come in two requests."""
     write = UserWrite()
-    last: tuple[int, int] | None = None
-    for ts, fp, index, record in sorted(entries, key=lambda e: (e[0], e[1])):
-        if (ts, fp) == last:
-            write.repeats += 1
-            continue
-        last = (ts, fp)
+    first: dict[bytes, bytes] = {}
+    first_index: dict[bytes, int] = {}
+    sent: list[tuple[int, bytes, int, bytes]] = []
+    for entry in entries:
+        _, fp, index, record = entry
+        earlier = first.get(fp)
+        if earlier is None:
+            first[fp], first_index[fp] = record, index
+            sent.append(entry)
+        elif earlier == record:
+            write.copies.setdefault(first_index[fp], []).append(index)
+        else:
+            write.conflicts.append(index)
+    for _, _, index, record in sorted(sent, key=lambda e: (e[0], e[1])):
         write.records.append(record)
         write.indices.append(index)
     return write
@@ -144,7 +168,7 @@ class OnlineFeatureStore:
         atomic), pipelined."""
         now_s = spec.unix_seconds(now)
         result = ApplyResult()
-        by_user: dict[str, list[tuple[int, int, int, bytes]]] = {}
+        by_user: dict[str, list[tuple[int, bytes, int, bytes]]] = {}
         for index, event in enumerate(events):
             ts = spec.unix_seconds(event.ts)
             if ts < now_s - self._lateness:
@@ -164,26 +188,29 @@ class OnlineFeatureStore:
         replies = await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
         for write, reply in zip(writes.values(), replies, strict=True):
-            result.duplicates += write.repeats
+            result.rejected += (Rejection(i, events[i].event_id, "conflict") for i in write.conflicts)
             for index, outcome in zip(write.indices, reply, strict=True):
+                copies = write.copies.get(index, [])
                 if outcome == INSERTED:
                     result.accepted += 1
+                    result.duplicates += len(copies)
                 elif outcome == DUPLICATE:
-                    result.duplicates += 1
+                    result.duplicates += 1 + len(copies)
                 else:
-                    reason: RejectionReason = "erased" if outcome == ERASED else "user_over_capacity"
-                    result.rejected.append(Rejection(index, events[index].event_id, reason))
+                    reason: RejectionReason = OUTCOME_REASONS[outcome]
+                    result.rejected += (Rejection(i, events[i].event_id, reason) for i in (index, *copies))
         result.rejected.sort(key=lambda r: r.index)
         return result
 
     def _script_args(self, group: Sequence[tuple[str, UserWrite]], prune_before: int) -> list[Any]:
         """EVALSHA's arguments merging `group`'s users (keys of one slot when on a cluster)."""
-        layout = (RECORD.size, LUA_HEAD_FORMAT, spec.PURCHASE, self._max_recent, self._max_purchases)
+        layout = (RECORD.size, LUA_HEAD_FORMAT, FP_OFFSET, FP_BYTES, spec.PURCHASE)
+        caps = (self._max_recent, self._max_purchases)
         # Two keys per user: the records and the tombstone the script checks.
         keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
         # One argument per user: the script slices it.
         records = [b"".join(write.records) for _, write in group]
-        return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *records]
+        return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *caps, *records]
 
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when
@@ -298,4 +325,6 @@ class OnlineFeatureStore:
             pipe.delete(*(tag + suffix for suffix in DATA_SUFFIXES))
             pipe.set(tag + TOMBSTONE_SUFFIX, erased_through, ex=self._lateness + self._skew + 1)
             removed, _ = await pipe.execute()
+        for legacy in legacy_keys(self._prefix, pseudonym):  # one DEL each: another slot on a cluster
+            removed += await self._redis.delete(legacy)
         return int(removed)
