@@ -8,6 +8,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -93,8 +94,10 @@ AS_OF = SIM_START + timedelta(days=SIM_DAYS)
 
 
 def simulated_events(seed: int, users: int) -> pd.DataFrame:
-    """A simulated event log in the public schema (what /events and event files take)."""
-    return simulate(SimulationConfig(n_users=users, days=SIM_DAYS, seed=seed)).events
+    """A simulated event log in the public schema (what /events and event files take), up to AS_OF (the
+    simulator sends a refund days after its purchase, past its last day)."""
+    events = simulate(SimulationConfig(n_users=users, days=SIM_DAYS, seed=seed)).events
+    return events[pd.to_datetime(events["ts"]) <= AS_OF].reset_index(drop=True)
 
 
 def feature_rows(events: pd.DataFrame, as_of: datetime = AS_OF) -> np.ndarray:  # type: ignore[type-arg]
@@ -108,3 +111,15 @@ def with_distribution(store: Path, name: str, seed: int = 1, users: int = 1_500)
     raw = feature_rows(simulated_events(seed, users))
     probability, _ = predict(ChurnModel(committed(), "cpu"), raw)
     return variant(store, name, extra_files=distribution_files(raw, probability))
+
+
+def ingest(http: httpx.Client, events: pd.DataFrame) -> list[str]:
+    """Send a log through /events, 1,000 at a time; the ids of its users."""
+    rows = [
+        {key: value for key, value in row.items() if not pd.isna(value)}
+        for row in events.astype(object).to_dict("records")
+    ]
+    for start in range(0, len(rows), 1_000):
+        answer = http.post("/events", json={"events": rows[start : start + 1_000]})
+        assert answer.status_code == 200 and not answer.json()["rejected"], answer.text[:500]
+    return sorted(events["user_id"].unique())
