@@ -90,7 +90,10 @@ def test_a_shadow_named_in_the_settings_runs_from_the_start_and_a_bad_one_is_not
     with live_server(redis_url, model_store=store, shadow_version=shifted) as server, server.client() as http:
         described = http.get("/model").json()
         assert described["version"] == served and described["shadow"]["version"] == shifted
-    with live_server(redis_url, model_store=store, shadow_version="nowhere") as server, server.client() as http:
+    with (
+        live_server(redis_url, model_store=store, shadow_version="nowhere") as server,
+        server.client() as http,
+    ):
         described = http.get("/model").json()
         assert described["shadow"] is None and "no bundle 'nowhere'" in described["shadow_error"]
         assert http.post("/score", json={"user_ids": ["u-1"]}).json()["model_version"] == served
