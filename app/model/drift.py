@@ -101,19 +101,19 @@ def reference_of(bundle: ModelBundle) -> Reference | None:
     if data is None:
         return None
     try:
-        return _parse(data)
+        return parse_reference(data)
     except (KeyError, TypeError, ValueError) as error:
         raise BundleError(
             f"model bundle {bundle.path}: check '{DISTRIBUTION}' failed: {error or type(error).__name__}"
         ) from error
 
 
-def _parse(data: dict[str, Any]) -> Reference:
+def parse_reference(data: dict[str, Any]) -> Reference:
     if data.get("format") != DISTRIBUTION_FORMAT:
         raise ValueError(f"format {data.get('format')!r} != {DISTRIBUTION_FORMAT}")
     features = data["features"]
-    if tuple(features) != spec.FEATURE_NAMES:
-        raise ValueError("its features differ from app/features/spec.py (names or order)")
+    if set(features) != set(spec.FEATURE_NAMES):
+        raise ValueError("its features differ from those of app/features/spec.py")
     series = [*(features[name] for name in spec.FEATURE_NAMES), data[SCORE]]
     names = (*spec.FEATURE_NAMES, SCORE)
     most = max(len(s["edges"]) for s in series)
