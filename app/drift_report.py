@@ -123,6 +123,7 @@ def _shares_plot(report: DriftReport, path: Path) -> Path:
             x = np.arange(bins)
             axes.bar(x - 0.2, report.reference.shares[row, :bins], width=0.4, label="training")
             axes.bar(x + 0.2, report.served_shares[row, :bins], width=0.4, label="replay")
+            axes.set_xticks(x)
             axes.set_title(f"{name} (PSI {report.psi[name]:.2f})", fontsize=9)
             axes.set_xlabel("training quantile bin", fontsize=8)
             axes.set_ylabel("share of users", fontsize=8)

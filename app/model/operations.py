@@ -147,9 +147,15 @@ class ModelOperations:
             self.loaded_at, self.loaded_by = self.clock.now(), trigger
             seconds = round(time.perf_counter() - started, 3)
             self.audit.record(
-                self.loaded_at, key_id, "reload_model", model.version, "loaded",
-                previous=previous.version, trigger=trigger, load_seconds=seconds,
-            )  # fmt: skip
+                self.loaded_at,
+                key_id,
+                "reload_model",
+                model.version,
+                "loaded",
+                previous=previous.version,
+                trigger=trigger,
+                load_seconds=seconds,
+            )
             return {
                 "version": model.version,
                 "previous_version": previous.version,
@@ -162,18 +168,23 @@ class ModelOperations:
         """Score `version` (None: the store's CURRENT) beside the served model, replacing any shadow."""
         async with self._lock:
             model = await self._load(version, "set_shadow", key_id, trigger)
-            replaced = self.shadow
+            replaced, self.shadow = self.shadow, None
+            if replaced is not None:  # stopped first: it may be the same version, whose gauge it zeroes
+                await replaced.stop()
             self.shadow = ShadowModel(
                 model, self.settings.window_rows, self.settings.rows_per_batch, self.clock.now()
             )
             self.shadow.start()
             self.shadow_error = None
-            if replaced is not None:
-                await replaced.stop()
             self.audit.record(
-                self.clock.now(), key_id, "set_shadow", model.version, "loaded",
-                replaced=replaced.model.version if replaced else None, trigger=trigger,
-            )  # fmt: skip
+                self.clock.now(),
+                key_id,
+                "set_shadow",
+                model.version,
+                "loaded",
+                replaced=replaced.model.version if replaced else None,
+                trigger=trigger,
+            )
             return self.shadow.describe()
 
     async def drop_shadow(self, key_id: str | None) -> str | None:
