@@ -1,7 +1,8 @@
 """The audit log: each admin action as one JSON line.
 
 A line: `time` (RFC 3339, UTC), `key_id` (the caller's API key id; null with auth off), `action`,
-`target` (the user's pseudonym, never the raw id, so the log names nobody without the id secret),
+`target` (the user's pseudonym, never the raw id, so the log names nobody without the id secret; for
+model operations, the bundle version),
 `outcome`, and the action's own details. Lines are appended to CHURN_AUDIT_LOG, or by default handed to
 the `churn.audit` logger, which writes them to stderr unless logging is configured for it.
 """

@@ -1,5 +1,5 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids | compose-secrets."""
+new-key | dev-secret | rotate-ids | compose-secrets | drift."""
 
 from __future__ import annotations
 
@@ -226,6 +226,23 @@ def _rotate_ids(args: argparse.Namespace) -> None:
     print(f"{len(user_ids)} user ids: {renamed} keys renamed, {kept} left (the new name was taken)")
 
 
+def _drift(args: argparse.Namespace) -> None:
+    """An event log against a bundle's training distribution: a table, drift.json and two PNGs."""
+    from app.drift_report import NoReference, replay, text, write
+    from app.features.offline import EventLogError
+    from app.model.bundle import BundleError
+
+    try:
+        report = replay(args.bundle, args.events, args.as_of)
+    except (NoReference, BundleError, EventLogError, ValueError) as error:
+        sys.exit(f"drift: {error}")
+    print(text(report))
+    print("\nwritten: " + ", ".join(str(path) for path in write(report, args.out)))
+    worst = max(report.psi.values())
+    if args.fail_above is not None and worst > args.fail_above:
+        sys.exit(f"drift: the largest PSI, {worst:.3f}, is above {args.fail_above}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -273,6 +290,13 @@ def main(argv: list[str] | None = None) -> None:
         "compose-secrets", help="the files docker-compose.yml mounts as secrets (.data/compose/), once"
     )
 
+    drift = commands.add_parser("drift", help="PSI of an event log's users against a bundle's training data")
+    drift.add_argument("--bundle", type=Path, required=True, help="a bundle folder: model_store/<version>")
+    drift.add_argument("--events", type=Path, required=True, help="event log (.csv, .jsonl, .parquet)")
+    drift.add_argument("--as-of", type=_date, help="features as of this time (default: the last event)")
+    drift.add_argument("--out", type=Path, default=Path("out/drift"), help="folder for drift.json and plots")
+    drift.add_argument("--fail-above", type=float, help="exit with status 1 when a PSI is above this")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -294,3 +318,5 @@ def main(argv: list[str] | None = None) -> None:
         _rotate_ids(args)
     elif args.command == "compose-secrets":
         _compose_secrets()
+    elif args.command == "drift":
+        _drift(args)

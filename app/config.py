@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     model_store: Path = Path("model_store")
     model_version: str | None = None  # default: the version named by model_store/CURRENT
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A candidate bundle scored beside the served one from the start (POST /admin/model/shadow sets one
+    # later); its agreement with the served model is in /model and the churn_shadow_* metrics.
+    shadow_version: str | None = None
+    # Drift and shadow agreement are measured over the last this many served rows, taking at most
+    # monitor_rows_per_batch rows of each batch (spread over it), which bounds their cost per batch.
+    monitor_window_rows: int = Field(default=10_000, ge=1_000, le=1_000_000)
+    monitor_rows_per_batch: int = Field(default=256, ge=1, le=16_384)
 
     # Users per gathered batch (one MGET, one feature computation, one forward). At least a whole
     # request, so a request is never split across batches.

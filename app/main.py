@@ -11,8 +11,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import metrics
-from app.api import docs, documented, errors, events, health, score, users
+from app.api import admin, docs, documented, errors, events, health, score, users
 from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
 from app.api.drain import Drain
@@ -25,7 +24,8 @@ from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
-from app.model.bundle import load_bundle
+from app.model import operations
+from app.model.operations import LoadSettings, ModelOperations, publish_model_info
 from app.model.scorer import ChurnModel
 from app.model.scoring import ScoringService
 from app.process_tuning import settle_after_startup
@@ -36,10 +36,8 @@ log = logging.getLogger("churn")
 
 def load_model(settings: Settings) -> ChurnModel:
     """The verified bundle on its device, warmed up; BundleError refuses to start."""
-    bundle = load_bundle(settings.model_store, settings.model_version)
-    model = ChurnModel(bundle, settings.device)
-    model.engine.warm_up(settings.batch_max_rows)
-    metrics.MODEL_INFO.labels(model.version, str(bundle.manifest.get("horizon_days"))).set(1)
+    model = operations.load_model(LoadSettings.of(settings), settings.model_version)
+    publish_model_info(None, model)
     return model
 
 
@@ -107,6 +105,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
         app.state.audit = audit = AuditLog(settings.audit_log)
+        app.state.model_ops = model_ops = ModelOperations(
+            LoadSettings.of(settings), scoring, audit, clock, clock.now()
+        )
+        await model_ops.start(settings.shadow_version)
         app.state.rate_limiter = RateLimiter(redis, settings.redis_prefix)
         app.state.drain.install()
         settle_after_startup()
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             yield
         finally:
+            await model_ops.close()
             await scoring.stop()
             await store.aclose()
             await redis.aclose()
@@ -127,7 +130,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.public_endpoints = settings.public_endpoints
     app.state.drain = Drain(settings.drain_s)
     errors.install(app)
-    for module in (events, score, users, health):
+    for module in (events, score, users, health, admin):
         app.include_router(module.router)
     documented.install(app)
     docs.install(app)

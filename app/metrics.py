@@ -63,6 +63,50 @@ MODEL_INFO = Gauge(
     multiprocess_mode="max",
 )
 
+# Model operations (app/model/operations.py). With several workers each has its own windows: a gauge's
+# multi-process mode reports the worst worker (max PSI and difference, min agreement).
+MODEL_LOADS = Counter(
+    "churn_model_loads_total", "Bundle loads by action (reload, shadow) and outcome.", ["action", "outcome"]
+)
+SHADOW_INFO = Gauge(
+    "churn_shadow_model_info",
+    "The shadow model scored beside the served one (1; 0 once dropped).",
+    ["version"],
+    multiprocess_mode="max",
+)
+SHADOW_SPEARMAN = Gauge(
+    "churn_shadow_spearman",
+    "Spearman rank correlation of shadow and served probabilities (window).",
+    multiprocess_mode="min",
+)
+SHADOW_TIER_AGREEMENT = Gauge(
+    "churn_shadow_tier_agreement_ratio",
+    "Share of rows the shadow puts in the served tier (window).",
+    multiprocess_mode="min",
+)
+SHADOW_MAD = Gauge(
+    "churn_shadow_probability_mean_abs_difference",
+    "Mean absolute difference of shadow and served probabilities (window).",
+    multiprocess_mode="max",
+)
+SHADOW_WINDOW_ROWS = Gauge(
+    "churn_shadow_window_rows", "Rows in the shadow's agreement window.", multiprocess_mode="min"
+)
+FEATURE_PSI = Gauge(
+    "churn_feature_psi",
+    "Population stability index of a feature: served window against training.",
+    ["feature"],
+    multiprocess_mode="max",
+)
+SCORE_PSI = Gauge(
+    "churn_score_psi",
+    "Population stability index of the served score against training.",
+    multiprocess_mode="max",
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "churn_drift_window_rows", "Served rows in the drift window.", multiprocess_mode="min"
+)
+
 
 # Requests answered 429 or 503, by the error code of the answer (app/api/errors.py): overload, a
 # client's rate limit, Redis failing, ... Every code is created at start, so rate() works from zero.

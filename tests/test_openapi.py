@@ -46,6 +46,9 @@ def test_every_error_status_is_documented_with_the_error_body(server: LiveServer
     for route in (("get", "/users/{user_id}/features"), ("delete", "/users/{user_id}")):
         assert statuses[route] == {"200", "422", "503"} | KEYED  # an unknown user is no 404
     assert statuses[("get", "/model")] == statuses[("get", "/metrics")] == {"200"} | KEYED
+    for route in (("post", "/admin/model"), ("post", "/admin/model/shadow")):
+        assert statuses[route] == {"200", "400", "409", "413", "422"} | KEYED  # 409: a refused bundle
+    assert statuses[("delete", "/admin/model/shadow")] == statuses[("get", "/model/drift")] == {"200"} | KEYED
     assert statuses[("get", "/healthz")] == {"200"}
     assert statuses[("get", "/readyz")] == {"200", "503"}
     for method, path, operation in operations(document):
@@ -70,7 +73,9 @@ def test_every_request_body_has_an_example_the_service_accepts(server: LiveServe
     with server.client() as http:
         document = http.get("/openapi.json").json()
         bodies = [(m, p, op["requestBody"]) for m, p, op in operations(document) if "requestBody" in op]
-        assert {(method, path) for method, path, _ in bodies} == {("post", "/score"), ("post", "/events")}
+        assert {(method, path) for method, path, _ in bodies} == {
+            ("post", "/score"), ("post", "/events"), ("post", "/admin/model"), ("post", "/admin/model/shadow")
+        }  # fmt: skip
         for method, path, body in bodies:
             example = body["content"]["application/json"]["example"]
             answer = http.request(method, path, json=example)

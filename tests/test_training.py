@@ -160,3 +160,14 @@ def test_a_train_label_window_past_the_test_cutoff_is_refused(job: pipeline.Trai
             horizon_days=30,
             seed=1,
         )
+
+
+def test_the_bundle_stores_the_training_distribution_drift_is_measured_against(trained: Path) -> None:
+    from app.model.drift import reference_of
+
+    loaded = bundle.load_bundle(trained.parent, trained.name)
+    assert bundle.DISTRIBUTION in loaded.manifest["files"]
+    reference = reference_of(loaded)
+    assert reference is not None and reference.names == (*spec.FEATURE_NAMES, "score")
+    assert reference.rows == loaded.manifest["sizes"]["train"]
+    assert np.allclose(reference.shares.sum(axis=1), 1.0)

@@ -21,6 +21,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed JSON: the message names line and column"},
     401: {"model": ErrorBody, "description": "No API key, or one the service does not know"},
     403: {"model": ErrorBody, "description": "The API key lacks the route's scope"},
+    409: {"model": ErrorBody, "description": "Bundle refused: the message names the failed check"},
     413: {"model": ErrorBody, "description": "Body over the size limit"},
     422: {"model": ErrorBody, "description": "Invalid request: each problem names its field"},
     429: {"model": ErrorBody, "description": "Rate limited, or at capacity: retry after Retry-After seconds"},
@@ -42,6 +43,10 @@ STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/users/{user_id}"): (422, *KEYED, *STORE),
     ("get", "/model"): KEYED,
     ("get", "/metrics"): KEYED,
+    ("post", "/admin/model"): (*BODY, 409, *KEYED),
+    ("post", "/admin/model/shadow"): (*BODY, 409, *KEYED),
+    ("delete", "/admin/model/shadow"): KEYED,
+    ("get", "/model/drift"): KEYED,
     ("get", "/healthz"): (),
     ("get", "/readyz"): (),
 }

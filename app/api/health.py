@@ -45,7 +45,8 @@ async def readyz(request: Request, scoring: ScoringDep, probe: RedisProbeDep) ->
 
 
 @router.get("/model", dependencies=[require("score", "admin", public_as="model")])
-async def model(scoring: ScoringDep) -> dict[str, Any]:
+async def model(request: Request, scoring: ScoringDep) -> dict[str, Any]:
+    """The served bundle, when and how it was loaded, the shadow's agreement and drift."""
     manifest = scoring.model.bundle.manifest
     keys = (
         "version",
@@ -59,7 +60,8 @@ async def model(scoring: ScoringDep) -> dict[str, Any]:
     )
     tiers = scoring.model.bundle.tiers
     served = {"risk_tiers": tiers.to_json(), "device": str(scoring.model.engine.device)}
-    return {key: manifest.get(key) for key in keys} | served
+    operations: dict[str, Any] = request.app.state.model_ops.describe()
+    return {key: manifest.get(key) for key in keys} | served | operations
 
 
 # Prometheus' text format, so documented as text rather than as FastAPI's default JSON.

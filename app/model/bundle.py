@@ -28,6 +28,9 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 JSON_PARTS = ("network.json", "preprocessing.json", "calibration.json", "tiers.json", "segments.json")
 REQUIRED_FILES = (WEIGHTS, *JSON_PARTS)
+# Optional: the training distribution of each feature and of the score, for drift (app/model/drift.py).
+# Bundles made before it existed lack it; drift monitoring is then off and says so.
+DISTRIBUTION = "distribution.json"
 
 
 class BundleError(Exception):
@@ -45,6 +48,7 @@ class ModelBundle:
     calibration: PlattCalibration
     tiers: RiskTiers
     segments: Segments
+    distribution: dict[str, Any] | None = None  # distribution.json as stored, when the bundle has one
 
     def build_network(self) -> ChurnNet:
         network = ChurnNet(self.network_config)
@@ -160,6 +164,7 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
         calibration=PlattCalibration.from_json(parts["calibration.json"]),
         tiers=RiskTiers.from_json(parts["tiers.json"]),
         segments=Segments.from_json(parts["segments.json"]),
+        distribution=_optional_json(path, contents, DISTRIBUTION),
     )
 
 
@@ -174,6 +179,18 @@ def _read_json(file: Path, what: str) -> dict[str, Any]:
         raise _fail(file.parent, what, f"cannot read {file.name}: {error}") from error
     if not isinstance(data, dict):
         raise _fail(file.parent, what, f"{file.name} is not a JSON object")
+    return data
+
+
+def _optional_json(path: Path, contents: dict[str, bytes], name: str) -> dict[str, Any] | None:
+    if name not in contents:
+        return None
+    try:
+        data = json.loads(contents[name])
+    except ValueError as error:
+        raise _fail(path, name, f"not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise _fail(path, name, "not a JSON object")
     return data
 
 

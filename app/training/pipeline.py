@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.model import bundle
+from app.model import bundle, drift
 from app.model.postprocess import RiskTiers
 from app.model.preprocess import Preprocessor
 from app.training import baselines, evaluate, importance, report, segmentation
@@ -120,6 +120,8 @@ def run(
         segment_sizes=segmentation.profile(segments, train_scaled, tr.y),
     )
     files = report.files(context, evaluation, parts)
+    # The training rows' distribution of each feature and of the score: the reference drift is measured on.
+    files |= drift.distribution_files(tr.X, mlp_probability(train_scaled))
     steps.update()
     path = bundle.save_bundle(
         store,
