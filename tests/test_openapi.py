@@ -55,6 +55,14 @@ def test_every_error_status_is_documented_with_the_error_body(server: LiveServer
         for status, answer in operation["responses"].items():
             if int(status) >= 400 and path != "/readyz":
                 assert answer["content"] == {"application/json": {"schema": {"$ref": ERROR_REF}}}
+    for method, path, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            expected = {"X-Request-ID"} | {"401": {"WWW-Authenticate"}, "429": {"Retry-After"}}.get(
+                status, set()
+            )
+            if status == "503" and path != "/readyz":
+                expected.add("Retry-After")
+            assert set(answer["headers"]) == expected, (method, path, status)
     schemas = document["components"]["schemas"]
     assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs(document))
     assert set(schemas["ErrorBody"]["properties"]) == {"error", "message", "detail"}

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.api.answer_headers import USABLE
 from app.features.events import EventType
 from app.schemas import FIELD_RULES, ErrorBody
 
@@ -29,6 +30,24 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "Feature store unavailable or not durable in time, deadline missed, shutting down",
     },
+}
+
+# Headers the answers carry: X-Request-ID on every one (app/api/answer_headers.py), and on errors what
+# app/api/errors.py adds for their status.
+REQUEST_ID = {
+    "description": "The client's X-Request-ID when usable, else a new one; on every log line of the request",
+    "required": True,
+    "schema": {"type": "string", "pattern": USABLE.pattern},
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before a retry",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
 }
 
 KEYED = (401, 403, 429)  # the key check and the key's rate limit
@@ -69,7 +88,11 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 def _error(status: int) -> dict[str, Any]:
     schema = {"$ref": REF.format(model=ErrorBody.__name__)}
-    return {"description": ERRORS[status]["description"], "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": ERRORS[status]["description"],
+        "headers": dict(ERROR_HEADERS.get(status, {})),
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def _document_statuses(document: dict[str, Any]) -> None:
@@ -84,6 +107,10 @@ def _document_statuses(document: dict[str, Any]) -> None:
     answers = document["paths"]["/readyz"]["get"]["responses"]
     answers["200"]["content"] = {"application/json": {"schema": readiness}}
     answers["503"] = {"description": "Not ready", "content": {"application/json": {"schema": readiness}}}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for answer in operation["responses"].values():
+                answer.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID
     schemas = document["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
