@@ -36,6 +36,7 @@ MAX_AMOUNT = 10_000_000.0
 # the `T`, ±hhmm and a comma before the fraction. Digits' ranges are left to pydantic, and so is a missing
 # offset, so that its message names the missing time zone.
 RFC3339_YEAR = r"(?:197[1-9]|19[89][0-9]|20[0-9]{2}|210[0-4])"
+TS_YEARS = range(1971, 2105)  # the years RFC3339_YEAR matches, for times that come as datetimes
 RFC3339_TIME = (
     rf"{RFC3339_YEAR}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
