@@ -24,7 +24,9 @@ PRINTABLE_CHAR = r"[\x20-\x7e]"
 PRINTABLE_ID = rf"^{PRINTABLE_CHAR}+$"
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABLE_ID)]
 
-# Event times are stored as unsigned 32-bit Unix seconds (see features/spec.py).
+# Event times are stored as unsigned 32-bit Unix seconds (see features/spec.py): 1970 to 2106. The text
+# is held to the years 1971 to 2104 (RFC3339_TIME), which no UTC offset can carry outside that range, so
+# the published pattern says exactly which times are taken; the bounds below stay as the store's guard.
 EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TS = datetime(2106, 1, 1, tzinfo=UTC)
 MAX_AMOUNT = 10_000_000.0
@@ -33,12 +35,15 @@ MAX_AMOUNT = 10_000_000.0
 # `z`) or ±hh:mm. pydantic alone also takes Unix times as text, times without seconds, a space or `_` for
 # the `T`, ±hhmm and a comma before the fraction. Digits' ranges are left to pydantic, and so is a missing
 # offset, so that its message names the missing time zone.
+RFC3339_YEAR = r"(?:197[1-9]|19[89][0-9]|20[0-9]{2}|210[0-4])"
+TS_YEARS = range(1971, 2105)  # the years RFC3339_YEAR matches, for times that come as datetimes
 RFC3339_TIME = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+    rf"{RFC3339_YEAR}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 TS_MESSAGE = (
-    "must be RFC 3339 text with seconds and a time zone, e.g. 2026-01-31T12:00:00Z or "
-    "2026-01-31T14:00:00.5+02:00"
+    "must be RFC 3339 text with seconds and a time zone, in the years 1971 to 2104, e.g. "
+    "2026-01-31T12:00:00Z or 2026-01-31T14:00:00.5+02:00"
 )
 
 

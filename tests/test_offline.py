@@ -39,6 +39,10 @@ def test_optional_columns_may_be_absent(tmp_path: Path) -> None:
         # Files take exactly what /events takes: seconds and a T are required.
         ("ts", "2026-01-01T00:00Z", "row 0, column 'ts': must be RFC 3339 text with seconds"),
         ("ts", "2026-01-01 00:00:00Z", "row 0, column 'ts': must be RFC 3339 text with seconds"),
+        # The years the API takes, whether the time comes as text or as a datetime (parquet).
+        ("ts", "1970-06-01T00:00:00Z", "row 0, column 'ts': must be RFC 3339 text .* years 1971 to 2104"),
+        ("ts", pd.Timestamp("1970-06-01", tz="UTC"), "row 0, column 'ts': must be RFC 3339 .* 1971 to 2104"),
+        ("ts", pd.Timestamp("2105-01-01", tz="UTC"), "row 0, column 'ts': must be RFC 3339 .* 1971 to 2104"),
         ("amount", -3.0, "row 0, column 'amount'"),
         ("amount", np.nan, "row 0, column 'amount': is required for this type"),
         ("type", "teleport", "row 0, column 'type'"),

@@ -5,14 +5,16 @@ answer from outside FastAPI's view, so `install` sets each operation's error ans
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.schemas import ErrorBody
+from app.api.answer_headers import USABLE
+from app.features.events import EventType
+from app.schemas import FIELD_RULES, ErrorBody
 
 REF = "#/components/schemas/{model}"
 _BODY_MODELS: list[type[BaseModel]] = []
@@ -29,6 +31,24 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "Feature store unavailable or not durable in time, deadline missed, shutting down",
     },
+}
+
+# Headers the answers carry: X-Request-ID on every one (app/api/answer_headers.py), and on errors what
+# app/api/errors.py adds for their status.
+REQUEST_ID = {
+    "description": "The client's X-Request-ID when usable, else a new one; on every log line of the request",
+    "required": True,
+    "schema": {"type": "string", "pattern": USABLE.pattern},
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before a retry",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
 }
 
 KEYED = (401, 403, 429)  # the key check and the key's rate limit
@@ -73,7 +93,11 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 def _error(status: int) -> dict[str, Any]:
     schema = {"$ref": REF.format(model=ErrorBody.__name__)}
-    return {"description": ERRORS[status]["description"], "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": ERRORS[status]["description"],
+        "headers": dict(ERROR_HEADERS.get(status, {})),
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def _document_statuses(document: dict[str, Any]) -> None:
@@ -88,9 +112,60 @@ def _document_statuses(document: dict[str, Any]) -> None:
     answers = document["paths"]["/readyz"]["get"]["responses"]
     answers["200"]["content"] = {"application/json": {"schema": readiness}}
     answers["503"] = {"description": "Not ready", "content": {"application/json": {"schema": readiness}}}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for answer in operation["responses"].values():
+                answer.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID
     schemas = document["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+
+
+def _variant_name(event_type: str) -> str:
+    return "".join(part.title() for part in event_type.split("_")) + "Event"  # "page_view": PageViewEvent
+
+
+def _event_variant(event: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """`event`'s schema for one type: its own optional fields, required or not as FIELD_RULES says, and
+    the other types' fields as null only (the service reads an explicit null as the field left out)."""
+    properties = dict(event["properties"])
+    properties["type"] = {"type": "string", "const": event_type, "title": "Type"}
+    required = list(event["required"])
+    for name, (types, needed) in FIELD_RULES.items():
+        nullable = properties[name]
+        value = next(branch for branch in nullable["anyOf"] if branch.get("type") != "null")
+        if event_type not in types:
+            only = " and ".join(sorted(types))
+            properties[name] = {"type": "null", "description": f"Only for {only} events; null is as absent"}
+        elif needed:
+            properties[name] = {**value, "title": nullable.get("title", name)}
+            required.append(name)
+    return {
+        "title": _variant_name(event_type),
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _event_union(schemas: dict[str, Any]) -> None:
+    """The event schema as a union discriminated by `type`, one variant per type.
+
+    The model checks which optional fields belong to which type in one validator (app/schemas.py), which
+    its generated schema cannot show: it would let a refund without an amount pass as valid. Stated as a
+    union, the document says exactly which events the service takes."""
+    event = schemas["Event"]
+    variants = {event_type: _event_variant(event, event_type) for event_type in get_args(EventType)}
+    for event_type, variant in variants.items():
+        schemas[_variant_name(event_type)] = variant
+    refs = {event_type: REF.format(model=_variant_name(event_type)) for event_type in variants}
+    schemas["Event"] = {
+        "title": "Event",
+        "description": event.get("description", ""),
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "type", "mapping": refs},
+    }
 
 
 def install(app: FastAPI) -> None:
@@ -104,6 +179,7 @@ def install(app: FastAPI) -> None:
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for name, schema in definitions.get("$defs", {}).items():
                 components.setdefault(name, schema)
+            _event_union(components)
             _document_statuses(document)
             app.openapi_schema = document
         return app.openapi_schema

@@ -12,7 +12,11 @@ from app.schemas import PRINTABLE_ID, UserFeatures
 # Scopes per route: reading needs `score`, erasing `admin` (a router-wide scope would demand both).
 router = APIRouter(tags=["users"])
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=PRINTABLE_ID)]
+# The example is the user of the other operations' examples, so "Try it out" works as it is filled in.
+EXAMPLE_USER = {"a user": {"value": "u-42"}}
+UserIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=PRINTABLE_ID, openapi_examples=EXAMPLE_USER)
+]
 AuditDep = Annotated[AuditLog, Depends(from_state("audit"))]
 AdminCaller = Annotated[Caller | None, require("admin")]
 

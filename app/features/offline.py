@@ -12,7 +12,15 @@ import pyarrow.csv as pa_csv
 
 from app.features import spec
 from app.features.compute import EventArrays, FloatMatrix, compute_features
-from app.schemas import FIELD_RULES, LATEST_TS, MAX_AMOUNT, PRINTABLE_CHAR, RFC3339_TIME, TS_MESSAGE
+from app.schemas import (
+    FIELD_RULES,
+    LATEST_TS,
+    MAX_AMOUNT,
+    PRINTABLE_CHAR,
+    RFC3339_TIME,
+    TS_MESSAGE,
+    TS_YEARS,
+)
 
 SCHEMA_COLUMNS = ("event_id", "user_id", "type", "ts", "amount", "items", "rating")
 REQUIRED_COLUMNS = ("event_id", "user_id", "type", "ts")
@@ -119,6 +127,8 @@ def _parse_ts(column: pd.Series, check: Check) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column):
         if getattr(column.dt, "tz", None) is None:
             raise EventLogError("column 'ts': naive timestamps; a time zone is required")
+        # The years RFC 3339 text may give, read in each time's own zone as they would be written.
+        check(~column.dt.year.isin(TS_YEARS), "ts", TS_MESSAGE)
         parsed = column.dt.tz_convert("UTC")
     else:
         text = column.astype("string")
