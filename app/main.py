@@ -16,7 +16,7 @@ from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
 from app.api.drain import Drain
 from app.api.fast import FastRoutes
-from app.api.gate import DocsGate
+from app.api.gate import KeyGate
 from app.api.middleware import BodyLimit, LatencyMetrics
 from app.api.ratelimit import RateLimiter
 from app.audit import AuditLog
@@ -135,8 +135,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     documented.install(app)
     docs.install(app)
     routed: ASGIApp = functools.partial(FastAPI.__call__, app)
-    if keyring is not None and "docs" not in settings.public_endpoints:
-        routed = DocsGate(routed, keyring)
+    if keyring is not None:
+        routed = KeyGate(routed, keyring, docs_public="docs" in settings.public_endpoints)
     guarded = LatencyMetrics(BodyLimit(routed, max_bytes=settings.max_body_bytes))
     front = FastRoutes(guarded, app.state, settings.max_body_bytes) if settings.fast_routes else guarded
     app.front = AnswerHeaders(front, app.state.drain)

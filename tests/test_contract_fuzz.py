@@ -43,6 +43,10 @@ OPERATIONS = {
     "DELETE /users/{user_id}": True,
     "GET /model": True,
     "GET /metrics": True,
+    "POST /admin/model": True,
+    "POST /admin/model/shadow": True,
+    "DELETE /admin/model/shadow": True,
+    "GET /model/drift": True,
     "GET /healthz": False,
     "GET /readyz": False,
 }

@@ -138,12 +138,17 @@ def test_a_broken_bundle_is_refused_and_the_served_one_keeps_answering(
     assert line["outcome"] == "refused" and check in str(line["reason"]) and line["target"] == "broken"
 
 
-def test_versions_that_are_not_in_the_store_are_bad_requests(redis_url: str, tmp_path: Path) -> None:
+def test_versions_not_in_the_store_are_not_found_and_malformed_ones_bad_requests(
+    redis_url: str, tmp_path: Path
+) -> None:
     store, served, _ = model_store(tmp_path)
     with live_server(redis_url, model_store=store) as server, server.client() as http:
-        for version, message in (("nowhere", "no bundle 'nowhere'"), ("../model_store", "should match")):
+        for version, status, message in (
+            ("nowhere", 404, "no bundle 'nowhere'"),
+            ("../model_store", 422, "should match"),
+        ):
             answer = http.post("/admin/model", json={"version": version})
-            assert answer.status_code == 422, answer.text
+            assert answer.status_code == status, answer.text
             assert answer.json()["detail"][0]["field"] == "version"
             assert message in answer.json()["detail"][0]["message"]
         unknown_field = http.post("/admin/model", json={"versio": served})

@@ -49,7 +49,8 @@ def test_every_error_status_is_documented_with_the_error_body(server: LiveServer
         assert statuses[route] == {"200", "422", "503"} | KEYED  # an unknown user is no 404
     assert statuses[("get", "/model")] == statuses[("get", "/metrics")] == {"200"} | KEYED
     for route in (("post", "/admin/model"), ("post", "/admin/model/shadow")):
-        assert statuses[route] == {"200", "400", "409", "413", "422"} | KEYED  # 409: a refused bundle
+        # 404: no such version in the store; 409: a bundle that fails a check
+        assert statuses[route] == {"200", "400", "404", "409", "413", "422"} | KEYED
     assert statuses[("delete", "/admin/model/shadow")] == statuses[("get", "/model/drift")] == {"200"} | KEYED
     assert statuses[("get", "/healthz")] == {"200"}
     assert statuses[("get", "/readyz")] == {"200", "503"}

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import Caller
 from app.api.deps import from_state, require
-from app.api.errors import error, invalid
+from app.api.errors import error
 from app.model.bundle import BundleError
 from app.model.operations import VERSION_PATTERN, ModelOperations, UnknownVersion
 
@@ -66,9 +66,10 @@ def key_of(caller: Caller | None) -> str | None:
 
 
 def refused(exc: BundleError | UnknownVersion) -> Response:
-    """A bundle that does not exist is a bad request (422); one that fails a check is refused (409)."""
+    """A well-formed version the store does not have is not found (404); a bundle that fails a check is
+    refused (409)."""
     if isinstance(exc, UnknownVersion):
-        return invalid([{"loc": ("body", "version"), "msg": str(exc)}]).response()
+        return error(404, "unknown_version", str(exc), [{"field": "version", "message": str(exc)}]).response()
     return error(409, "bundle_refused", str(exc), [{"field": "version", "message": str(exc)}]).response()
 
 

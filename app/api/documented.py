@@ -23,13 +23,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed JSON: the message names line and column"},
     401: {"model": ErrorBody, "description": "No API key, or one the service does not know"},
     403: {"model": ErrorBody, "description": "The API key lacks the route's scope"},
+    404: {"model": ErrorBody, "description": "No bundle of that version in the model store"},
     409: {"model": ErrorBody, "description": "Bundle refused: the message names the failed check"},
     413: {"model": ErrorBody, "description": "Body over the size limit"},
     422: {"model": ErrorBody, "description": "Invalid request: each problem names its field"},
     429: {"model": ErrorBody, "description": "Rate limited, or at capacity: retry after Retry-After seconds"},
     503: {
         "model": ErrorBody,
-        "description": "Feature store unavailable or not durable in time, deadline missed, shutting down",
+        "description": "Feature store unavailable, not durable in time or partly written (a cluster node "
+        "failed: retrying is safe), deadline missed, shutting down",
     },
 }
 
@@ -55,7 +57,7 @@ KEYED = (401, 403, 429)  # the key check and the key's rate limit
 BODY = (400, 413, 422)  # a body the handler parses itself
 STORE = (503,)  # Redis, the batcher's deadline or a shutdown
 # Error statuses per operation. Unknown users are no error anywhere (`known_user: false`; erasing is
-# idempotent), so no operation answers 404 but for a path that does not exist.
+# idempotent); only a model version the store does not have is not found (404).
 STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/events"): (*BODY, *KEYED, *STORE),
     ("post", "/score"): (*BODY, *KEYED, *STORE),
@@ -63,8 +65,8 @@ STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/users/{user_id}"): (422, *KEYED, *STORE),
     ("get", "/model"): KEYED,
     ("get", "/metrics"): KEYED,
-    ("post", "/admin/model"): (*BODY, 409, *KEYED),
-    ("post", "/admin/model/shadow"): (*BODY, 409, *KEYED),
+    ("post", "/admin/model"): (*BODY, 404, 409, *KEYED),
+    ("post", "/admin/model/shadow"): (*BODY, 404, 409, *KEYED),
     ("delete", "/admin/model/shadow"): KEYED,
     ("get", "/model/drift"): KEYED,
     ("get", "/healthz"): (),

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Send
 
 from app import metrics
@@ -191,7 +192,21 @@ def _refusal(exc: Exception) -> tuple[str, Reply] | None:
     return None
 
 
-async def _handle(_: Request, exc: Exception) -> Response:
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes. Starlette's 405 names only those of the first route that
+    matched the path, and a path with one route per method (POST and DELETE) has several."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
+        exc = HTTPException(405, exc.detail, headers=headers)
     reply = reply_for(exc)
     if reply is None:
         raise exc
