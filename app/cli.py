@@ -1,5 +1,5 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids."""
+new-key | dev-secret | rotate-ids | warnings consume | report interventions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from app.actions.commands import add_commands as add_action_commands
+from app.actions.commands import run_command as run_action_command
 
 
 def _date(text: str) -> datetime:
@@ -261,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     rotate.add_argument("--ids", type=Path, required=True, help="the users' ids, one a line ('-': stdin)")
 
+    add_action_commands(commands)
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -280,3 +285,5 @@ def main(argv: list[str] | None = None) -> None:
         _dev_secret()
     elif args.command == "rotate-ids":
         _rotate_ids(args)
+    elif args.command in ("warnings", "report"):
+        run_action_command(args)

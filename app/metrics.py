@@ -69,9 +69,7 @@ WARNINGS = Counter(
 WARNING_ACTIONS = Counter(
     "churn_warning_actions_total", "Warnings sent, by the action they carry and group.", ["action", "group"]
 )
-WARNING_QUEUE = Gauge(
-    "churn_warning_queue_users", "Warnings queued for Redis.", multiprocess_mode="livesum"
-)
+WARNING_QUEUE = Gauge("churn_warning_queue_users", "Warnings queued for Redis.", multiprocess_mode="livesum")
 
 
 def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
