@@ -169,6 +169,16 @@ class WarningEmitter:
         metrics.WARNING_QUEUE.set(self._queue.qsize())
         return queued
 
+    async def offer_and_wait(
+        self, user_ids: Sequence[str], scored: ScoredRows, model_version: str, at: datetime
+    ) -> list[Outcome]:
+        """For paths that can wait (sweeps, batch scoring): the same selection as `offer`, written now."""
+        found = candidates(user_ids, scored, model_version, at, self._settings.tiers)
+        outcomes = []
+        for start in range(0, len(found), FLUSH_MAX):
+            outcomes += await self.send(found[start : start + FLUSH_MAX])
+        return outcomes
+
     # -- the flusher ---------------------------------------------------------------------------------
 
     def start(self) -> None:
