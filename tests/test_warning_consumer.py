@@ -67,6 +67,8 @@ def test_an_unacknowledged_message_is_delivered_to_another_consumer(redis_url: s
         # Everything is acknowledged: a third consumer gets nothing, old or new.
         later = WarningConsumer(client, STREAM, "crm", "c3", claim_idle_ms=0)
         assert later.claim_stale(10) == [] and later.read_new(10, block_ms=100) == []
+        consume(redis_url, out, "--group", "crm", "--consumer", "c2", "--until-idle", "--block-ms", "100")
+        assert len(out.read_text().splitlines()) == 2
 
 
 def test_a_message_is_not_claimed_before_its_idle_time(redis_url: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import redis
 
 from app import metrics
 from app.actions.policy import ControlGroup
+from app.actions.service import load_policy
 from app.actions.warnings import Candidate, Outcome, candidates, stream_key
+from app.config import Settings
 from tests.warning_helpers import AT, emitter, messages, policy, rows
 
 COUPON = {"coupon_5": {"kind": "coupon", "params": {"value": 5, "currency": "EUR"}, "daily_budget": 2}}
@@ -179,3 +182,26 @@ def test_the_flusher_writes_what_the_observer_queued(redis_url: str) -> None:
 
     asyncio.run(run())
     assert [m["user_id"] for m in messages(redis_url)] == ["a", "c"]
+
+
+def test_a_policy_naming_an_unknown_action_is_refused_naming_the_rule() -> None:
+    bad = {"actions": COUPON, "rules": [{"action": "coupon_5"}, {"segment": "lapsed", "action": "coupon_50"}]}
+    with pytest.raises(ValueError, match=r"rules\[1\].action: 'coupon_50' is not in actions"):
+        Settings(warnings_policy=bad)
+    with pytest.raises(ValueError, match="not 'none'"):
+        Settings(warnings_policy={"actions": {"none": COUPON["coupon_5"]}, "rules": []})
+
+
+def test_the_policy_comes_from_the_environment_or_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    table = {"actions": COUPON, "rules": [{"tier": "high", "reason": "refund_*", "action": "coupon_5"}]}
+    monkeypatch.setenv("CHURN_WARNINGS_POLICY", json.dumps(table))
+    assert load_policy(Settings()).choose("high", "lapsed", "refund_count_7d") == ("coupon_5", 0)
+    assert load_policy(Settings()).choose("high", "lapsed", None) == ("none", -1)
+    file = tmp_path / "policy.json"
+    file.write_text(json.dumps(table | {"rules": [{"action": "none"}]}))
+    assert load_policy(Settings(warnings_policy_file=file)).choose("high", "lapsed", "x") == ("none", 0)
+    file.write_text("{")
+    with pytest.raises(RuntimeError, match=r"policy\.json"):
+        load_policy(Settings(warnings_policy_file=file))

@@ -24,6 +24,9 @@ def add_commands(commands: Any) -> None:
     )
     consume.add_argument("--block-ms", type=int, default=5_000, help="how long one read waits for news")
     consume.add_argument("--max-messages", type=int, help="stop after this many (default: run until stopped)")
+    consume.add_argument(
+        "--until-idle", action="store_true", help="stop once a read finds nothing (a periodic job's run)"
+    )
 
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True)
@@ -77,7 +80,9 @@ def _consume(args: argparse.Namespace) -> None:
             claim_idle_ms=int(args.claim_idle_s * 1000),
         )
         try:
-            consumer.run(handle, block_ms=args.block_ms, max_messages=args.max_messages)
+            consumer.run(
+                handle, block_ms=args.block_ms, max_messages=args.max_messages, until_idle=args.until_idle
+            )
         except KeyboardInterrupt:
             pass
         finally:

@@ -61,8 +61,16 @@ class WarningConsumer:
         )
         return [(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
 
-    def run(self, handle: Handler, *, block_ms: int = 5_000, max_messages: int | None = None) -> int:
-        """Handle and acknowledge until `max_messages` are handled (forever when None); returns how many.
+    def run(
+        self,
+        handle: Handler,
+        *,
+        block_ms: int = 5_000,
+        max_messages: int | None = None,
+        until_idle: bool = False,
+    ) -> int:
+        """Handle and acknowledge until `max_messages` are handled (forever when None), or with
+        `until_idle` until a read finds nothing within `block_ms`; returns how many were handled.
         A handler that raises leaves its message pending (redelivered after the idle time) and ends the
         run: the caller decides whether to go on."""
         self.ensure_group()
@@ -70,7 +78,10 @@ class WarningConsumer:
         while max_messages is None or handled < max_messages:
             # Never take more than is left to handle: what is taken and not handled waits the idle time.
             limit = self.count if max_messages is None else min(self.count, max_messages - handled)
-            for entry_id, fields in self.claim_stale(limit) or self.read_new(limit, block_ms):
+            batch = self.claim_stale(limit) or self.read_new(limit, block_ms)
+            if not batch and until_idle:
+                break
+            for entry_id, fields in batch:
                 handle(decode(entry_id, fields))
                 self.client.xack(self.stream, self.group, entry_id)
                 handled += 1
