@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -70,9 +71,7 @@ def test_the_report_measures_the_simulated_coupon_effect(redis_url: str, tmp_pat
 
     response = CouponResponse(coupons, uptake=UPTAKE, within_days=14, seed=3)
     treated_log = tmp_path / "events.csv"
-    offline.write_event_log(
-        simulate(SimulationConfig(**{**SIM.__dict__, "coupon_response": response})).events, treated_log
-    )
+    offline.write_event_log(simulate(replace(SIM, coupon_response=response)).events, treated_log)
     out = tmp_path / "report"
     main(
         [
@@ -207,3 +206,21 @@ def test_the_intervals_match_published_values() -> None:
     assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
     assert tuple(round(v, 4) for v in wilson(81, 263)) == (0.2553, 0.3662)
     assert all(math.isnan(v) for v in newcombe(1, 2, 0, 0))
+
+
+def test_coupons_add_purchases_and_change_nothing_else() -> None:
+    config = SimulationConfig(n_users=300, days=60, seed=5)
+    base = simulate(config).events
+    at = config.start + timedelta(days=40)
+    recipients = [f"u{i:06d}" for i in range(0, 300, 2)]
+    response = CouponResponse(tuple((u, at) for u in recipients), uptake=0.6, within_days=10, seed=1)
+    treated = simulate(replace(config, coupon_response=response)).events
+    extra = treated["event_id"].str.startswith("coupon-")
+    pd.testing.assert_frame_equal(treated[~extra].reset_index(drop=True), base)
+    bought = treated[extra]
+    assert set(bought["user_id"]) <= set(recipients) and (bought["type"] == "purchase").all()
+    times = pd.to_datetime(bought["ts"], utc=True)
+    assert (times >= at).all() and (times < at + timedelta(days=10)).all()
+    low, high = wilson(len(bought), len(recipients), confidence=0.999)
+    assert low <= 0.6 <= high
+    offline.validate_events(treated)  # the added rows follow the event schema
