@@ -24,6 +24,7 @@ run: install
 	CHURN_API_KEYS_FILE=$${CHURN_API_KEYS_FILE:-.data/api_keys.json} \
 	CHURN_ID_SECRET_FILE=$${CHURN_ID_SECRET_FILE:-.data/id-secret} \
 	CHURN_AUDIT_LOG=$${CHURN_AUDIT_LOG:-.data/audit.jsonl} \
+	CHURN_WARNINGS_ENABLED=$${CHURN_WARNINGS_ENABLED:-true} \
 	CHURN_PUBLIC_ENDPOINTS=$${CHURN_PUBLIC_ENDPOINTS:-'["docs"]'} $(PY) -m app serve
 
 # Stops the Redis that `make run` started (or the one at CHURN_REDIS_URL).

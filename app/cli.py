@@ -1,5 +1,6 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids | compose-secrets | drift."""
+new-key | dev-secret | rotate-ids | compose-secrets | drift | warnings consume |
+report interventions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from app.actions.commands import add_commands as add_action_commands
+from app.actions.commands import run_command as run_action_command
 
 
 def _date(text: str) -> datetime:
@@ -297,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     drift.add_argument("--out", type=Path, default=Path("out/drift"), help="folder for drift.json and plots")
     drift.add_argument("--fail-above", type=float, help="exit with status 1 when a PSI is above this")
 
+    add_action_commands(commands)
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -320,3 +326,5 @@ def main(argv: list[str] | None = None) -> None:
         _compose_secrets()
     elif args.command == "drift":
         _drift(args)
+    elif args.command in ("warnings", "report"):
+        run_action_command(args)

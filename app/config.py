@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.actions.policy import DEFAULT_POLICY, Policy
 from app.api.auth import ApiKeyEntry
 from app.schemas import MAX_BATCH as MAX_USERS_PER_REQUEST
 
@@ -91,6 +92,27 @@ class Settings(BaseSettings):
     # Admin actions (erasures) as JSON lines, appended to this file; unset: the `churn.audit` logger,
     # which writes them to stderr.
     audit_log: Path | None = None
+
+    # Warnings to the CRM and their actions (README, "Operating it: warnings, actions and their effect").
+    # Off by default: a warning carries the shop's id of the user, and without warnings Redis holds no
+    # raw id at all. `make run` turns them on.
+    warnings_enabled: bool = False
+    # The Redis of the warning stream, cool-down keys and budgets; unset: the store's. The stream holds
+    # the shop's ids of warned users (the CRM must know whom to act on), so a Redis of its own keeps
+    # raw ids out of the feature store.
+    warnings_redis_url: str | None = None
+    warnings_stream: str = Field(default="stream", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    # The stream keeps about this many messages (MAXLEN ~) and none older than this.
+    warnings_stream_max_len: int = Field(default=100_000, ge=100)
+    warnings_stream_max_age_days: float = Field(default=14.0, gt=0, le=365)
+    warnings_cooldown_s: int = Field(default=7 * DAY, ge=1)
+    warnings_tiers: frozenset[Literal["low", "medium", "high"]] = frozenset({"high"})
+    warnings_queue_max: int = Field(default=10_000, ge=1)
+    warnings_control_share: float = Field(default=0.1, ge=0, le=0.5)
+    warnings_control_seed: str = Field(default="control-1", min_length=1, max_length=64)
+    # The policy as JSON (app/actions/policy.py), inline or in a file (the file wins).
+    warnings_policy: Policy = DEFAULT_POLICY
+    warnings_policy_file: Path | None = None
 
     @model_validator(mode="after")
     def _wait_fits_the_socket_timeout(self) -> Settings:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.actions.service import start_warnings
 from app.api import admin, docs, documented, errors, events, health, score, users
 from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             explain_top_k=settings.explain_top_k,
         )
         await scoring.start()
+        warnings = start_warnings(settings, redis, pseudonyms, scoring)
+        app.state.warnings = warnings and warnings.emitter  # other scoring paths hand answers to it too
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
         app.state.audit = audit = AuditLog(settings.audit_log)
@@ -119,6 +122,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await model_ops.close()
             await scoring.stop()
             await store.aclose()
+            if warnings is not None:
+                await warnings.stop()  # after scoring: the last batches' warnings are written first
             await redis.aclose()
             await probe.aclose()
             audit.close()

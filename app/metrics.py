@@ -135,6 +135,16 @@ READY_CHECKS = Gauge(
     ["check"],
     multiprocess_mode="mostrecent",
 )
+WARNINGS = Counter(
+    "churn_warnings_total",
+    "High-risk users offered to the CRM warnings, by outcome: sent; cooling_down (warned within the "
+    "cool-down); queue_full, redis_error (dropped: warned when next scored high-risk).",
+    ["outcome"],
+)
+WARNING_ACTIONS = Counter(
+    "churn_warning_actions_total", "Warnings sent, by the action they carry and group.", ["action", "group"]
+)
+WARNING_QUEUE = Gauge("churn_warning_queue_users", "Warnings queued for Redis.", multiprocess_mode="livesum")
 
 
 def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:

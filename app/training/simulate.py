@@ -47,6 +47,19 @@ GONE_BELOW = 0.05
 
 
 @dataclass(frozen=True)
+class CouponResponse:
+    """Coupons handed to some users, and how they respond: each recipient buys once more with
+    probability `uptake`, at a uniform time within `within_days` of the coupon's arrival (a purchase
+    past the simulated days is not made). Drawn from a generator of its own seed after the rest, so the
+    simulation's other events are the same with or without coupons: the coupon's true effect is known."""
+
+    coupons: tuple[tuple[str, datetime], ...]  # (user id, when the coupon arrived)
+    uptake: float = 0.3
+    within_days: float = 14.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     n_users: int = 5_000
     start: datetime = datetime(2025, 1, 1, tzinfo=UTC)
@@ -55,6 +68,7 @@ class SimulationConfig:
     duplicate_rate: float = 0.01
     late_rate: float = 0.02
     max_lateness_seconds: int = 3 * spec.DAY_SECONDS
+    coupon_response: CouponResponse | None = None  # None: nobody gets a coupon
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,8 @@ def simulate(config: SimulationConfig) -> Simulation:
         bad_review_memory = bad_review_memory * 0.97 + np.bincount(users[low], minlength=n)
 
     events = _to_log(rng, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, config)
+    if config.coupon_response is not None:
+        events = _with_coupon_purchases(events, config.coupon_response, config)
     users = pd.DataFrame(
         {
             "user_id": _user_ids(np.arange(n)),
@@ -206,3 +222,35 @@ def _to_log(
     order_key = np.concatenate([arrival, arrival[duplicated] + rng.integers(1, 3600, size=len(duplicated))])
     rows = np.concatenate([np.arange(n), duplicated])
     return frame.iloc[rows[np.argsort(order_key, kind="stable")]].reset_index(drop=True)
+
+
+def _with_coupon_purchases(
+    events: pd.DataFrame, response: CouponResponse, config: SimulationConfig
+) -> pd.DataFrame:
+    """The log with the coupon recipients' extra purchases, each placed after the last event that
+    happened before it (the log is in arrival order)."""
+    rng = np.random.default_rng(response.seed)
+    users = np.array([user for user, _ in response.coupons], dtype=object)
+    arrived = np.array([spec.unix_seconds(at) for _, at in response.coupons], dtype=np.int64)
+    buys = rng.random(len(users)) < response.uptake
+    ts = arrived + (rng.random(len(users)) * response.within_days * spec.DAY_SECONDS).astype(np.int64)
+    end = spec.unix_seconds(config.start) + config.days * spec.DAY_SECONDS
+    made = buys & (ts < end)
+    count = int(made.sum())
+    extra = pd.DataFrame(
+        {
+            "event_id": pd.Series(rng.integers(0, 2**62, size=count)).map("coupon-{:016x}".format).to_numpy(),
+            "user_id": users[made],
+            "type": "purchase",
+            "ts": np.datetime_as_string(ts[made].astype("datetime64[s]"), unit="s"),
+            "amount": np.round(rng.lognormal(np.log(30.0), 0.5, size=count), 2),
+            "items": pd.array(np.ones(count, dtype=np.int64), dtype="Int64"),
+            "rating": pd.array([pd.NA] * count, dtype="Int64"),
+        }
+    )
+    extra["ts"] = extra["ts"] + "Z"
+    logged = (pd.to_datetime(events["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    seen = np.maximum.accumulate(logged.to_numpy(np.int64))
+    position = np.searchsorted(seen, ts[made], side="right")
+    order = np.argsort(np.concatenate([np.arange(len(events)) + 0.5, position]), kind="stable")
+    return pd.concat([events, extra], ignore_index=True).iloc[order].reset_index(drop=True)

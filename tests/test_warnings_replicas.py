@@ -1,0 +1,138 @@
+"""Two service processes (uvicorn, two ports) against one Redis, both scoring the same users: a
+high-risk user is warned once per cool-down, whichever replica scored them; low and medium users never."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.redis_server import free_port
+from tests.helpers import rfc3339
+from tests.live import AUTH, TEST_KEY_ENTRY
+from tests.warning_helpers import SECRET, messages
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 15
+USERS = ["risky", "steady", "fading"]
+
+
+@contextmanager
+def replica(redis_url: str, log: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHURN_PORT": str(port),
+        "CHURN_REDIS_URL": redis_url,
+        "CHURN_REDIS_PREFIX": "test",
+        "CHURN_API_KEYS": json.dumps([TEST_KEY_ENTRY.model_dump()]),
+        "CHURN_ID_SECRET": SECRET.decode(),
+        "CHURN_ALLOWED_LATENESS_S": str(400 * 86_400),
+        "CHURN_DRAIN_S": "0",
+        "CHURN_WARNINGS_ENABLED": "true",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_ready(url: str, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the replica did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def history(now: datetime) -> list[dict[str, Any]]:
+    """risky: one purchase 200 days ago (high); fading: 40 days ago (medium); steady: every 3 days (low)."""
+
+    def event(user: str, kind: str, days: float, n: int, **fields: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"{user}-{n}",
+            "user_id": user,
+            "type": kind,
+            "ts": rfc3339(now - timedelta(days=days)),
+        } | fields
+
+    events = [
+        event("risky", "purchase", 200, 0, amount=30.0, items=1),
+        event("fading", "purchase", 40, 0, amount=30.0, items=1),
+    ]
+    for i in range(20):
+        events += [
+            event("steady", "session_start", 3 * i + 1, 2 * i),
+            event("steady", "purchase", 3 * i + 0.99, 2 * i + 1, amount=50.0, items=2),
+        ]
+    return events
+
+
+def warning_counts(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", headers=AUTH, timeout=5).text
+    return {
+        m[0]: float(m[1]) for m in re.findall(r'^churn_warnings_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+    }
+
+
+def test_one_warning_per_cool_down_across_two_replicas(redis_url: str, tmp_path: Path) -> None:
+    with replica(redis_url, tmp_path / "a.log") as first, replica(redis_url, tmp_path / "b.log") as second:
+        wait_ready(first, tmp_path / "a.log")
+        wait_ready(second, tmp_path / "b.log")
+        now = datetime.now(UTC).replace(microsecond=0)
+        sent = httpx.post(f"{first}/events", json={"events": history(now)}, headers=AUTH, timeout=10)
+        assert sent.status_code == 200 and sent.json()["rejected"] == [], sent.text
+        tiers: dict[str, set[str]] = {}
+        lock = threading.Lock()
+
+        def score(url: str) -> None:
+            with httpx.Client(base_url=url, headers=AUTH, timeout=10) as client:
+                for _ in range(ROUNDS):
+                    answer = client.post("/score", json={"user_ids": USERS})
+                    assert answer.status_code == 200
+                    with lock:
+                        for user in answer.json()["results"]:
+                            tiers.setdefault(user["user_id"], set()).add(user["risk_tier"])
+
+        threads = [threading.Thread(target=score, args=(url,)) for url in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert tiers == {"risky": {"high"}, "fading": {"medium"}, "steady": {"low"}}
+        # Every high-risk scoring reaches Redis as sent or cooling down: wait for all of them.
+        deadline = time.monotonic() + 20
+        while True:
+            counts = [warning_counts(url) for url in (first, second)]
+            decided = sum(c.get("sent", 0) + c.get("cooling_down", 0) for c in counts)
+            if decided >= 2 * ROUNDS or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        # Both replicas offered every high-risk scoring; one message between them.
+        assert [c.get("sent", 0) + c.get("cooling_down", 0) for c in counts] == [ROUNDS, ROUNDS], counts
+        assert sum(c.get("sent", 0) for c in counts) == 1
+    [message] = messages(redis_url)
+    assert message["user_id"] == "risky" and message["risk_tier"] == "high"
