@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import Send
 
 from app import metrics
@@ -193,13 +192,14 @@ def _refusal(exc: Exception) -> tuple[str, Reply] | None:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method the request's path takes. Starlette's 405 names only those of the first route that
-    matched the path, and a path with one route per method (POST and DELETE) has several."""
+    """Every documented method of the request's path, from the OpenAPI document. FastAPI's 405 names only
+    those of the first route that matched the path, and a path with one route per method (POST and
+    DELETE) has several."""
+    path = request.url.path
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.PARTIAL:
-            methods |= getattr(route, "methods", None) or set()
+    for template, item in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            methods |= {method.upper() for method in item}
     return ", ".join(sorted(methods))
 
 
