@@ -1,5 +1,5 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids."""
+new-key | dev-secret | rotate-ids | backfill | score-batch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from pathlib import Path
 def _date(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> None:
@@ -218,6 +225,12 @@ def _rotate_ids(args: argparse.Namespace) -> None:
     print(f"{len(user_ids)} user ids: {renamed} keys renamed, {kept} left (the new name was taken)")
 
 
+def _backfill(args: argparse.Namespace) -> None:
+    from app.bulk import commands
+
+    sys.exit(commands.backfill(args.events, args.chunk_rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -261,6 +274,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     rotate.add_argument("--ids", type=Path, required=True, help="the users' ids, one a line ('-': stdin)")
 
+    backfill = commands.add_parser("backfill", help="load an event file into the online store")
+    backfill.add_argument("--events", type=Path, required=True, help="event log (.csv, .jsonl, .parquet)")
+    backfill.add_argument("--chunk-rows", type=_positive, default=100_000, help="rows read at a time")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -280,3 +297,5 @@ def main(argv: list[str] | None = None) -> None:
         _dev_secret()
     elif args.command == "rotate-ids":
         _rotate_ids(args)
+    elif args.command == "backfill":
+        _backfill(args)
