@@ -81,11 +81,11 @@ def plan_writes(
     size = RECORD_DTYPE.itemsize
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(users)]
-    writes, user_ids = {}, []
-    for user, start, end in zip(users[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
-        user_ids.append(names[user])
-        tag = user_tag(prefix, pseudonyms.of(names[user]))
-        writes[tag] = UserWrite(records=[blob[start * size : end * size]])
+    user_ids: list[str] = names.tolist()  # codes 0..n-1 are the users in sorted order
+    writes = {
+        user_tag(prefix, pseudonyms.of(user)): UserWrite(records=[blob[start * size : end * size]])
+        for user, start, end in zip(user_ids, starts.tolist(), ends.tolist(), strict=True)
+    }
     owners = np.repeat(np.arange(len(starts), dtype=np.intp), ends - starts)
     return PlannedWrites(writes, records, owners, user_ids, int(repeat.sum()), left_out, last_other)
 
