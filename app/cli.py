@@ -231,6 +231,12 @@ def _backfill(args: argparse.Namespace) -> None:
     sys.exit(commands.backfill(args.events, args.chunk_rows))
 
 
+def _score_batch(args: argparse.Namespace) -> None:
+    from app.bulk import commands
+
+    sys.exit(commands.score_batch(args.users, args.out, args.column, args.batch))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -278,6 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     backfill.add_argument("--events", type=Path, required=True, help="event log (.csv, .jsonl, .parquet)")
     backfill.add_argument("--chunk-rows", type=_positive, default=100_000, help="rows read at a time")
 
+    score_batch = commands.add_parser("score-batch", help="score the users listed in a file into a file")
+    score_batch.add_argument(
+        "--users", type=Path, required=True, help="user ids: one a line, or a column of a .csv file"
+    )
+    score_batch.add_argument("--column", default="user_id", help="the ids' column in a .csv file")
+    score_batch.add_argument("--out", type=Path, required=True, help="results: .parquet or .csv")
+    score_batch.add_argument("--batch", type=_positive, default=4_096, help="users scored at a time")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -299,3 +313,5 @@ def main(argv: list[str] | None = None) -> None:
         _rotate_ids(args)
     elif args.command == "backfill":
         _backfill(args)
+    elif args.command == "score-batch":
+        _score_batch(args)

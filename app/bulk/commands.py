@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -15,11 +16,14 @@ from tqdm import tqdm
 
 from app.bulk.backfill import Backfill, BackfillSummary, format_summary
 from app.bulk.readers import EventFile, open_event_file
+from app.bulk.score_batch import BatchScorer, OutputFile, ScoreSummary, UserListError, read_user_ids
+from app.bulk.score_batch import format_summary as format_scores
 from app.clock import SystemClock
 from app.config import Settings
 from app.features.offline import EventLogError
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import IdSecretError, Pseudonyms
+from app.model.scorer import ChurnModel
 from app.redis_client import HiredisPackingConnection
 
 # One pipeline carries a whole chunk: Redis may take seconds to apply it on a busy machine, far beyond
@@ -77,5 +81,44 @@ async def _backfill(settings: Settings, source: EventFile, chunk_rows: int, now:
         job = Backfill(store, settings.redis_prefix, pseudonyms, now, chunk_rows=chunk_rows)
         with progress_bar(source.rows(), "rows") as bar:
             return await job.run(source, bar.update)
+    finally:
+        await client.aclose()
+
+
+def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
+    """Score the users listed in `users` into `out`; the exit status: 0 all scored, EXIT_ROWS_REJECTED
+    some lines were not user ids (the summary says which), 1 the files, the model or the store unusable."""
+    from app.main import load_model
+    from app.model.bundle import BundleError
+
+    settings = Settings()
+    try:
+        output = OutputFile(out)
+        try:
+            model = load_model(settings)
+            summary = asyncio.run(_score_batch(settings, model, users, output, column, batch))
+        finally:
+            output.close()
+    except (UserListError, BundleError, IdSecretError, RedisError, OSError) as error:
+        print(f"score-batch: {error}", file=sys.stderr)
+        return 1
+    print(format_scores(summary, out, model.version))
+    return EXIT_ROWS_REJECTED if summary.refused else 0
+
+
+async def _score_batch(
+    settings: Settings, model: ChurnModel, users: Path, output: OutputFile, column: str, batch: int
+) -> ScoreSummary:
+    client = connect(settings)
+    try:
+        store, _ = open_store(settings, client)
+        scorer = BatchScorer(store, model, settings.explain_top_k)
+        started = time.perf_counter()
+        with progress_bar(None, "users") as bar:
+            summary = await scorer.run(
+                read_user_ids(users, column, batch), output, SystemClock().now(), bar.update
+            )
+        summary.seconds = time.perf_counter() - started
+        return summary
     finally:
         await client.aclose()
