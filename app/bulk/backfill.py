@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from app.bulk.plan import PlannedWrites, plan_writes
-from app.bulk.readers import DEFAULT_CHUNK_ROWS, Chunk, EventFile
+from app.bulk.readers import DEFAULT_CHUNK_ROWS, WHOLE_ROW, Chunk, EventFile
 from app.features import spec
 from app.features.capacity import PRUNE_AFTER_S
 from app.features.offline import RowProblem, check_events
@@ -141,7 +141,10 @@ class Backfill:
 
     def _prepare(self, chunk: Chunk, unit: str) -> _Prepared:
         frame, problems = check_events(chunk.raw)
-        problems = chunk.problems + problems
+        if len(chunk.told_alone):
+            alone = chunk.told_alone
+            problems = [RowProblem(p.column, p.message, np.setdiff1d(p.rows, alone)) for p in problems]
+        problems = [p for p in chunk.problems + problems if len(p.rows)]
         invalid = np.zeros(len(frame), dtype=bool)
         for problem in problems:
             invalid[problem.rows] = True
@@ -210,7 +213,11 @@ def _examples(problems: list[RowProblem], locations: npt.NDArray[np.int64], unit
     first = sorted({int(r) for p in problems for r in p.rows[:EXAMPLES_KEPT]})[:EXAMPLES_KEPT]
     told = []
     for row in first:
-        why = "; ".join(f"{p.column!r} {p.message}" for p in problems if row in set(p.rows[:EXAMPLES_KEPT]))
+        why = "; ".join(
+            f"{p.column!r} {p.message}" if p.column != WHOLE_ROW else p.message
+            for p in problems
+            if row in set(p.rows[:EXAMPLES_KEPT].tolist())
+        )
         told.append(f"{unit} {locations[row]}: {why}")
     return told
 
@@ -228,7 +235,7 @@ def format_summary(summary: BackfillSummary, name: str) -> str:
         lines.append(f"    {reason:<22}{count:>10,}")
         if reason == "invalid":
             lines += [
-                f"      {column}: {message} ({count:,})"
+                f"      {column or 'row'}: {message} ({count:,})"
                 for (column, message), count in summary.invalid.most_common()
             ]
     if summary.examples:

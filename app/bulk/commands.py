@@ -66,7 +66,7 @@ def backfill(events: Path, chunk_rows: int) -> int:
     settings = Settings()
     try:
         source = open_event_file(events)
-        summary = asyncio.run(_backfill(settings, source, chunk_rows, SystemClock().now()))
+        summary = asyncio.run(run_backfill(settings, source, chunk_rows, SystemClock().now()))
     except (EventLogError, IdSecretError, RedisError, OSError) as error:
         print(f"backfill: {error}", file=sys.stderr)
         return 1
@@ -74,7 +74,9 @@ def backfill(events: Path, chunk_rows: int) -> int:
     return EXIT_ROWS_REJECTED if summary.rejected_rows else 0
 
 
-async def _backfill(settings: Settings, source: EventFile, chunk_rows: int, now: datetime) -> BackfillSummary:
+async def run_backfill(
+    settings: Settings, source: EventFile, chunk_rows: int, now: datetime
+) -> BackfillSummary:
     client = connect(settings)
     try:
         store, pseudonyms = open_store(settings, client)
@@ -96,7 +98,9 @@ def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
         output = OutputFile(out)
         try:
             model = load_model(settings)
-            summary = asyncio.run(_score_batch(settings, model, users, output, column, batch))
+            summary = asyncio.run(
+                run_score_batch(settings, model, users, output, column, batch, SystemClock().now())
+            )
         finally:
             output.close()
     except (UserListError, BundleError, IdSecretError, RedisError, OSError) as error:
@@ -106,8 +110,14 @@ def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
     return EXIT_ROWS_REJECTED if summary.refused else 0
 
 
-async def _score_batch(
-    settings: Settings, model: ChurnModel, users: Path, output: OutputFile, column: str, batch: int
+async def run_score_batch(
+    settings: Settings,
+    model: ChurnModel,
+    users: Path,
+    output: OutputFile,
+    column: str,
+    batch: int,
+    as_of: datetime,
 ) -> ScoreSummary:
     client = connect(settings)
     try:

@@ -27,6 +27,7 @@ from app.api.strict_json import find_repeated_key
 from app.features.offline import SCHEMA_COLUMNS, EventLogError, RowProblem
 
 DEFAULT_CHUNK_ROWS: Final = 100_000
+WHOLE_ROW: Final = ""  # the column of a problem with the row as a whole (a line that is not an object)
 _CSV_BYTES_PER_ROW: Final = 96  # Arrow reads CSV in blocks of bytes: about this many make one row
 _TEXT_COLUMNS: Final = ("event_id", "user_id", "type", "ts")
 # Which JSON values each optional field takes (pandas' names for a column's kinds of values).
@@ -41,6 +42,9 @@ class Chunk:
     raw: pd.DataFrame
     locations: npt.NDArray[np.int64]  # 1-based line (text files) or row (Parquet) of each row
     problems: list[RowProblem] = field(default_factory=list)  # found while reading, by row position
+    # Rows whose reading problems are all that is said of them: a line that is not a JSON object, or
+    # gives a key twice (the value kept may not be the one meant, as /events answers).
+    told_alone: npt.NDArray[np.intp] = field(default_factory=lambda: np.empty(0, dtype=np.intp))
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,15 @@ def _json_chunk(lines: list[bytes], numbers: list[int]) -> Chunk:
         objects.append(value)
     raw = pd.DataFrame(objects, dtype=object)
     problems = [
-        RowProblem("(line)", message, np.array(where, dtype=np.intp))
+        RowProblem(WHOLE_ROW, message, np.array(where, dtype=np.intp))
         for message, where in (("not valid JSON", unreadable), ("must be a JSON object", not_objects))
         if where
     ]
     raw = _keep_schema_keys(raw, problems)
     problems += _wrong_json_types(raw)
-    problems += _repeated_keys(lines, objects, raw)
-    return Chunk(raw, np.array(numbers, dtype=np.int64), problems)
+    repeated = _repeated_keys(lines, objects, raw)
+    told_alone = np.array([*unreadable, *not_objects, *(r for p in repeated for r in p.rows)], dtype=np.intp)
+    return Chunk(raw, np.array(numbers, dtype=np.int64), problems + repeated, told_alone)
 
 
 def _keep_schema_keys(raw: pd.DataFrame, problems: list[RowProblem]) -> pd.DataFrame:
@@ -169,19 +174,20 @@ def _wrong_json_types(raw: pd.DataFrame) -> list[RowProblem]:
         if name in _TEXT_COLUMNS:
             if kind in ("string", "empty"):
                 continue
-            bad = [v is not None and not isinstance(v, str) for v in column]
+            wrong = [not isinstance(v, str) for v in column]
             message = "must be a JSON string"
         elif name == "amount":
             if kind in _NUMBER_KINDS:
                 continue
-            bad = [v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in column]
+            wrong = [isinstance(v, bool) or not isinstance(v, (int, float)) for v in column]
             message = "must be a JSON number"
         else:
             if kind in _INTEGER_KINDS:
                 continue
-            bad = [v is not None and (isinstance(v, bool) or not isinstance(v, int)) for v in column]
+            wrong = [isinstance(v, bool) or not isinstance(v, int) for v in column]
             message = "must be a JSON integer"
-        rows = np.flatnonzero(bad)
+        # Absent keys and nulls are the schema checks' business (required, or allowed to be empty).
+        rows = np.flatnonzero(np.asarray(wrong, dtype=bool) & column.notna().to_numpy())
         if len(rows):
             problems.append(RowProblem(name, message, rows))
     return problems
