@@ -125,9 +125,7 @@ async def run_score_batch(
         scorer = BatchScorer(store, model, settings.explain_top_k)
         started = time.perf_counter()
         with progress_bar(None, "users") as bar:
-            summary = await scorer.run(
-                read_user_ids(users, column, batch), output, SystemClock().now(), bar.update
-            )
+            summary = await scorer.run(read_user_ids(users, column, batch), output, as_of, bar.update)
         summary.seconds = time.perf_counter() - started
         return summary
     finally:
