@@ -33,6 +33,9 @@ DEFAULT_BATCH: Final = 4_096
 REASON_SEPARATOR: Final = ";"
 EXAMPLES_KEPT: Final = 10
 _IDENTIFIER = re.compile(PRINTABLE_ID)
+# Lines of 0-128 printable characters (0: a blank line, skipped), each ended by \n or \r\n, the last
+# one perhaps by nothing.
+_CLEAN_BLOCK = re.compile(r"(?:[\x20-\x7e]{0,128}\r?\n)*[\x20-\x7e]{0,128}")
 OUTPUT_SCHEMA: Final = pa.schema(
     [
         ("user_id", pa.string()),
@@ -78,22 +81,28 @@ def read_user_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
 
 
 def _line_ids(path: Path, batch: int) -> Iterator[IdBatch]:
+    done = 0  # lines read so far
+    with path.open(encoding="utf-8", errors="replace", newline="") as stream:
+        while lines := list(itertools.islice(stream, batch)):
+            block = "".join(lines)
+            # Usually every line is an id: one regex pass over the block then clears them all.
+            if _CLEAN_BLOCK.fullmatch(block):
+                yield IdBatch(list(filter(None, block.splitlines())))
+            else:
+                yield _checked_lines(lines, done)
+            done += len(lines)
+
+
+def _checked_lines(lines: list[str], done: int) -> IdBatch:
     ids: list[str] = []
     refused: list[str] = []
-    with path.open(encoding="utf-8", errors="replace", newline="") as lines:
-        for number, line in enumerate(lines, start=1):
-            user_id = line.rstrip("\r\n")
-            if not user_id:
-                continue
-            if _IDENTIFIER.match(user_id) and len(user_id) <= 128:
-                ids.append(user_id)
-            else:
-                refused.append(f"line {number}: not 1-128 printable ASCII characters")
-            if len(ids) == batch:
-                yield IdBatch(ids, refused)
-                ids, refused = [], []
-    if ids or refused:
-        yield IdBatch(ids, refused)
+    for number, line in enumerate(lines, start=done + 1):
+        user_id = line.rstrip("\r\n")
+        if _IDENTIFIER.fullmatch(user_id) and len(user_id) <= 128:
+            ids.append(user_id)
+        elif user_id:
+            refused.append(f"line {number}: not 1-128 printable ASCII characters")
+    return IdBatch(ids, refused)
 
 
 def _csv_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
@@ -106,7 +115,7 @@ def _csv_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
                 for start in range(0, len(values), batch):
                     ids, refused = [], []
                     for offset, user_id in enumerate(values[start : start + batch]):
-                        if user_id and _IDENTIFIER.match(user_id) and len(user_id) <= 128:
+                        if user_id and _IDENTIFIER.fullmatch(user_id) and len(user_id) <= 128:
                             ids.append(user_id)
                         elif user_id:
                             line = done + start + offset + 2  # line 1 is the header
