@@ -4,6 +4,7 @@ new-key | dev-secret | rotate-ids | backfill | score-batch."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -61,7 +62,10 @@ def _simulate(args: argparse.Namespace) -> None:
     from app.features.offline import write_event_log
     from app.training.simulate import SimulationConfig, simulate
 
-    result = simulate(SimulationConfig(n_users=args.users, days=args.days, seed=args.seed))
+    config = SimulationConfig(n_users=args.users, days=args.days, seed=args.seed)
+    if args.start is not None:
+        config = dataclasses.replace(config, start=args.start)
+    result = simulate(config)
     write_event_log(result.events, args.out)
     print(f"{len(result.events)} events of {args.users} users written to {args.out}")
 
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     sim.add_argument("--users", type=int, default=5_000)
     sim.add_argument("--days", type=int, default=300)
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--start", type=_date, help="the first day (default 2025-01-01)")
     sim.add_argument("--out", type=Path, default=Path("data/sim/events.csv"))
 
     commands.add_parser("serve", help="serve the API (settings from CHURN_* variables)")
