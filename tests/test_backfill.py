@@ -123,20 +123,23 @@ def test_bad_csv_rows_are_named_by_line_and_field_and_the_rest_loads(redis_url: 
         GOOD[0],
         event("c", "page_view", before(days=1), "4") | {"ts": "2026-02-28 12:00:00Z"},  # line 3: no T
         GOOD[1],
-        event("c", "teleport", before(days=1), "5"),  # line 5
-        event("c", "purchase", before(days=1), "6"),  # line 6: no amount
+        event("c", "teleport", before(days=1), "5"),  # line 6, after the line inserted below
+        event("c", "purchase", before(days=1), "6"),  # line 7: no amount
         GOOD[2],
         event("d", "page_view", before(days=500), "7"),  # beyond the retention
     ]
-    pd.DataFrame(rows).to_csv(path, index=False)
+    text = pd.DataFrame(rows).to_csv(index=False).splitlines()
+    text.insert(4, "8,c,page_view,2026-02-28T12:00:00Z,,,,surplus")  # line 5: a field too many
+    path.write_text("\n".join(text) + "\n")
     summary = load(path, redis_url, T)
-    assert (summary.accepted, summary.duplicates) == (3, 0)
-    assert summary.rejected == {"invalid": 3, "too_late": 1}
+    assert (summary.accepted, summary.duplicates, summary.rows) == (3, 0, 8)
+    assert summary.rejected == {"invalid": 4, "too_late": 1}
     assert summary.examples == [
         "line 3: 'ts' must be RFC 3339 text with seconds and a time zone, e.g. 2026-01-31T12:00:00Z or "
         "2026-01-31T14:00:00.5+02:00",
-        "line 5: 'type' must be one of " + ", ".join(spec.EVENT_TYPES),
-        "line 6: 'amount' is required for this type",
+        "line 5: 8 fields where the header has 7",
+        "line 6: 'type' must be one of " + ", ".join(spec.EVENT_TYPES),
+        "line 7: 'amount' is required for this type",
     ]
 
 

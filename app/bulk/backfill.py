@@ -108,7 +108,12 @@ class Backfill:
         waiting: _Prepared | None = None
         while True:
             # Read and plan the next chunk while Redis applies the one before.
-            prepared = await asyncio.to_thread(self._prepare_next, chunks, source.unit)
+            try:
+                prepared = await asyncio.to_thread(self._prepare_next, chunks, source.unit)
+            except BaseException:
+                if pending is not None:  # the chunk before is written whole before the error is told
+                    await asyncio.wait([pending])
+                raise
             if pending is not None and waiting is not None:
                 self._count(summary, waiting, await pending)
                 progress(waiting.rows)
@@ -151,20 +156,24 @@ class Backfill:
         ts = frame["ts_s"].to_numpy()
         too_late = ~invalid & (ts < self._earliest)
         in_future = ~invalid & (ts > self._latest)
+        skipped = chunk.skipped_lines
         rejected = Counter(
             {
-                "invalid": int(invalid.sum()),
+                "invalid": int(invalid.sum()) + len(skipped),
                 "too_late": int(too_late.sum()),
                 "in_future": int(in_future.sum()),
             }
         )
         admitted = frame[~(invalid | too_late | in_future)]
+        invalid_fields = Counter({(p.column, p.message): len(p.rows) for p in problems})
+        invalid_fields.update((WHOLE_ROW, why) for _, why in skipped)
+        examples = _examples(problems, chunk.locations) + [(line, why) for line, why in skipped]
         return _Prepared(
-            rows=len(frame),
+            rows=len(frame) + len(skipped),
             planned=plan_writes(admitted, self._prefix, self._pseudonyms, self._prune_before),
             rejected=+rejected,
-            invalid=Counter({(p.column, p.message): len(p.rows) for p in problems}),
-            examples=_examples(problems, chunk.locations, unit),
+            invalid=invalid_fields,
+            examples=[f"{unit} {where}: {why}" for where, why in sorted(examples)[:EXAMPLES_KEPT]],
         )
 
     @staticmethod
@@ -208,8 +217,8 @@ def _stored(
     return np.asarray(asked.isin(keys), dtype=bool)
 
 
-def _examples(problems: list[RowProblem], locations: npt.NDArray[np.int64], unit: str) -> list[str]:
-    """The chunk's first invalid rows in file order, each with every problem it has."""
+def _examples(problems: list[RowProblem], locations: npt.NDArray[np.int64]) -> list[tuple[int, str]]:
+    """The chunk's first invalid rows in file order, each with every problem it has: (location, why)."""
     first = sorted({int(r) for p in problems for r in p.rows[:EXAMPLES_KEPT]})[:EXAMPLES_KEPT]
     told = []
     for row in first:
@@ -218,7 +227,7 @@ def _examples(problems: list[RowProblem], locations: npt.NDArray[np.int64], unit
             for p in problems
             if row in set(p.rows[:EXAMPLES_KEPT].tolist())
         )
-        told.append(f"{unit} {locations[row]}: {why}")
+        told.append((int(locations[row]), why))
     return told
 
 

@@ -45,6 +45,8 @@ class Chunk:
     # Rows whose reading problems are all that is said of them: a line that is not a JSON object, or
     # gives a key twice (the value kept may not be the one meant, as /events answers).
     told_alone: npt.NDArray[np.intp] = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    # Lines that could not be read as rows at all (a CSV line with too many fields): (line, why).
+    skipped_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,17 +97,34 @@ def _csv_chunks(path: Path, rows: int) -> Iterator[Chunk]:
     # Every cell as text, as offline.read_event_log reads ids and times: "00042" is an id, not 42. Empty
     # cells stay empty text, which the checks read as "not given".
     options = pa_csv.ConvertOptions(column_types=dict.fromkeys(SCHEMA_COLUMNS, pa.string()))
-    read = pa_csv.ReadOptions(block_size=max(1 << 16, rows * _CSV_BYTES_PER_ROW))
-    done = 0
+    # One thread, so that a line with the wrong number of fields is reported before the batch it
+    # would have been in: the lines of the rows around it depend on it.
+    read = pa_csv.ReadOptions(block_size=max(1 << 16, rows * _CSV_BYTES_PER_ROW), use_threads=False)
+    skipped: list[tuple[int, str]] = []
+
+    def skip(row: pa_csv.InvalidRow) -> str:
+        skipped.append(
+            (row.number or 0, f"{row.actual_columns} fields where the header has {row.expected_columns}")
+        )
+        return "skip"
+
+    parse = pa_csv.ParseOptions(invalid_row_handler=skip)
+    next_line = 2  # line 1 is the header
     try:
-        with pa_csv.open_csv(path, read_options=read, convert_options=options) as reader:
+        with pa_csv.open_csv(path, read_options=read, parse_options=parse, convert_options=options) as reader:
             for batch in reader:
-                # Line 1 is the header. (A quoted cell spanning lines would shift later numbers; no valid
-                # event has one, since ids and times are printable characters only.)
-                yield Chunk(batch.to_pandas(), np.arange(done + 2, done + batch.num_rows + 2, dtype=np.int64))
-                done += batch.num_rows
+                # The batch's rows are the next lines but those skipped. (A quoted cell spanning lines
+                # would shift later numbers; no valid event has one: ids and times are printable.)
+                gaps = np.array([number for number, _ in skipped], dtype=np.int64)
+                candidates = np.arange(next_line, next_line + batch.num_rows + len(gaps), dtype=np.int64)
+                lines = candidates[~np.isin(candidates, gaps)][: batch.num_rows]
+                yield Chunk(batch.to_pandas(), lines, skipped_lines=skipped)
+                next_line = int(lines[-1]) + 1 if len(lines) else next_line + len(gaps)
+                skipped = []
     except pa.ArrowInvalid as error:
-        raise EventLogError(f"{path}: not a readable CSV file after row {done}: {error}") from None
+        raise EventLogError(f"{path}: not a readable CSV file after line {next_line - 1}: {error}") from None
+    if skipped:
+        yield Chunk(pd.DataFrame(columns=list(SCHEMA_COLUMNS)), np.empty(0, np.int64), skipped_lines=skipped)
 
 
 def _jsonl_chunks(path: Path, rows: int) -> Iterator[Chunk]:
