@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from app.bulk.backfill import BackfillSummary
-from app.bulk.commands import run_backfill
+from app.bulk.commands import connect, open_store, run_backfill
 from app.bulk.plan import encode_records
 from app.bulk.readers import open_event_file
 from app.features import offline, spec
@@ -206,3 +206,20 @@ def test_the_command_loads_a_file_and_exits_3_when_rows_were_refused(redis_url: 
         [*command[:-1], str(tmp_path / "none.csv")], env=env, capture_output=True, text=True
     )
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_the_lateness_bound_is_a_parameter_of_apply(redis_url: str) -> None:
+    settings = settings_for(redis_url, allowed_lateness_s=7 * 86_400)
+    old = [Event.model_validate(event("a", "page_view", before(days=30), "old"))]
+
+    async def apply_twice() -> tuple[list[str], int]:
+        client = connect(settings)
+        try:
+            store, _ = open_store(settings, client)
+            live = await store.apply(old, T)
+            history = await store.apply(old, T, lateness_s=store.retention_s)
+            return [r.reason for r in live.rejected], history.accepted
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(apply_twice()) == (["too_late"], 1)
