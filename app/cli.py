@@ -1,10 +1,11 @@
 """Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
 new-key | dev-secret | rotate-ids | compose-secrets | drift | warnings consume |
-report interventions."""
+report interventions | backfill | score-batch."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,13 @@ from app.actions.commands import run_command as run_action_command
 def _date(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> None:
@@ -58,7 +66,10 @@ def _simulate(args: argparse.Namespace) -> None:
     from app.features.offline import write_event_log
     from app.training.simulate import SimulationConfig, simulate
 
-    result = simulate(SimulationConfig(n_users=args.users, days=args.days, seed=args.seed))
+    config = SimulationConfig(n_users=args.users, days=args.days, seed=args.seed)
+    if args.start is not None:
+        config = dataclasses.replace(config, start=args.start)
+    result = simulate(config)
     write_event_log(result.events, args.out)
     print(f"{len(result.events)} events of {args.users} users written to {args.out}")
 
@@ -247,6 +258,18 @@ def _drift(args: argparse.Namespace) -> None:
         sys.exit(f"drift: the largest PSI, {worst:.3f}, is above {args.fail_above}")
 
 
+def _backfill(args: argparse.Namespace) -> None:
+    from app.bulk import commands
+
+    sys.exit(commands.backfill(args.events, args.chunk_rows))
+
+
+def _score_batch(args: argparse.Namespace) -> None:
+    from app.bulk import commands
+
+    sys.exit(commands.score_batch(args.users, args.out, args.column, args.batch))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="churn", description=__doc__)
@@ -270,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     sim.add_argument("--users", type=int, default=5_000)
     sim.add_argument("--days", type=int, default=300)
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--start", type=_date, help="the first day (default 2025-01-01)")
     sim.add_argument("--out", type=Path, default=Path("data/sim/events.csv"))
 
     commands.add_parser("serve", help="serve the API (settings from CHURN_* variables)")
@@ -303,6 +327,18 @@ def main(argv: list[str] | None = None) -> None:
 
     add_action_commands(commands)
 
+    backfill = commands.add_parser("backfill", help="load an event file into the online store")
+    backfill.add_argument("--events", type=Path, required=True, help="event log (.csv, .jsonl, .parquet)")
+    backfill.add_argument("--chunk-rows", type=_positive, default=100_000, help="rows read at a time")
+
+    score_batch = commands.add_parser("score-batch", help="score the users listed in a file into a file")
+    score_batch.add_argument(
+        "--users", type=Path, required=True, help="user ids: one a line, or a column of a .csv file"
+    )
+    score_batch.add_argument("--column", default="user_id", help="the ids' column in a .csv file")
+    score_batch.add_argument("--out", type=Path, required=True, help="results: .parquet or .csv")
+    score_batch.add_argument("--batch", type=_positive, default=4_096, help="users scored at a time")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
@@ -328,3 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         _drift(args)
     elif args.command in ("warnings", "report"):
         run_action_command(args)
+    elif args.command == "backfill":
+        _backfill(args)
+    elif args.command == "score-batch":
+        _score_batch(args)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from app.cli import main
@@ -26,3 +27,12 @@ def test_simulate_then_train_from_the_log(tmp_path: Path) -> None:
 def test_train_without_a_log_or_preset_says_what_is_missing() -> None:
     with pytest.raises(SystemExit, match="--events, --train-cutoff, --test-cutoff are required"):
         main(["train"])
+
+
+def test_simulate_from_a_given_start(tmp_path: Path) -> None:
+    log = tmp_path / "recent.csv"
+    main(["simulate", "--users", "20", "--days", "30", "--start", "2026-05-01", "--out", str(log)])
+    ts = pd.to_datetime(pd.read_csv(log)["ts"], utc=True)
+    assert ts.min() >= pd.Timestamp("2026-05-01", tz="UTC") and ts.max() < pd.Timestamp(
+        "2026-05-31", tz="UTC"
+    )

@@ -163,17 +163,20 @@ class OnlineFeatureStore:
         """The user's record string."""
         return user_tag(self._prefix, self._pseudonyms.of(user_id)) + KEY_SUFFIX
 
-    async def apply(self, events: Sequence[Event], now: datetime) -> ApplyResult:
+    async def apply(
+        self, events: Sequence[Event], now: datetime, *, lateness_s: int | None = None
+    ) -> ApplyResult:
         """Apply a batch in one round trip: script calls of up to USERS_PER_CALL users (each user's merge
-        atomic), pipelined."""
+        atomic), pipelined. `lateness_s` overrides the allowed lateness (see admitted_times)."""
         now_s = spec.unix_seconds(now)
+        earliest, latest = self.admitted_times(now_s, lateness_s)
         result = ApplyResult()
         by_user: dict[str, list[tuple[int, bytes, int, bytes]]] = {}
         for index, event in enumerate(events):
             ts = spec.unix_seconds(event.ts)
-            if ts < now_s - self._lateness:
+            if ts < earliest:
                 result.rejected.append(Rejection(index, event.event_id, "too_late"))
-            elif ts > now_s + self._skew:
+            elif ts > latest:
                 result.rejected.append(Rejection(index, event.event_id, "in_future"))
             else:
                 fp = fingerprint(event.event_id)
@@ -211,6 +214,23 @@ class OnlineFeatureStore:
         # One argument per user: the script slices it.
         records = [b"".join(write.records) for _, write in group]
         return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *caps, *records]
+
+    @property
+    def retention_s(self) -> int:
+        """How long a user's data outlives their last write: no older event can still matter."""
+        return self._ttl
+
+    def admitted_times(self, now_s: int, lateness_s: int | None = None) -> tuple[int, int]:
+        """The first and last event time (Unix s) a write at `now_s` takes; older events are `too_late`,
+        later ones `in_future`. `lateness_s` replaces the allowed lateness: loading history takes any age
+        within the retention, where live traffic takes only the allowed lateness."""
+        return now_s - (self._lateness if lateness_s is None else lateness_s), now_s + self._skew
+
+    async def apply_planned(self, writes: dict[str, UserWrite], now_s: int) -> list[list[int]]:
+        """The apply script's per-record replies for writes planned elsewhere (keyed by user_tag, each
+        user's records as `plan` leaves them), for callers that plan whole files column-wise. The caller
+        has checked the times against admitted_times."""
+        return await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
 
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when

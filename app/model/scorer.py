@@ -6,14 +6,12 @@ import numpy as np
 import numpy.typing as npt
 
 from app import metrics
-from app.features import spec
 from app.model.bundle import ModelBundle
 from app.model.engine import InferenceEngine
 from app.model.postprocess import TIERS
-from app.model.results import Reason, ScoredRows
+from app.model.results import ScoredRows, TopReasons
 
 Matrix = npt.NDArray[np.float64]
-_FEATURE_NAMES = np.array(spec.FEATURE_NAMES, dtype=object)
 
 
 class ChurnModel:
@@ -26,29 +24,41 @@ class ChurnModel:
         self._probability_histogram = metrics.SCORE_PROBABILITY.labels(self.version)
         self._tier_counters = [metrics.SCORES.labels(tier, self.version) for tier in TIERS]
 
-    def score(self, raw: Matrix, known: npt.NDArray[np.bool_], explain: bool, top_k: int) -> ScoredRows:
-        """Scale, forward (and backward when explaining), calibrate, tier and segment a whole batch."""
+    def score(
+        self,
+        raw: Matrix,
+        known: npt.NDArray[np.bool_],
+        explain: bool,
+        top_k: int,
+        *,
+        reason_dicts: bool = True,
+    ) -> ScoredRows:
+        """Scale, forward (and backward when explaining), calibrate, tier and segment a whole batch.
+
+        With `reason_dicts` false the reasons stay arrays (ScoredRows.top): building a dict per reason
+        costs more than the rest of scoring together, and a caller that writes columns needs none."""
         scaled_exact = self.bundle.preprocessor.transform(raw)
         scaled = scaled_exact.astype(np.float32)
         logits, gradients = self.engine.forward(scaled, explain)
         probability = self.bundle.calibration.probability(logits.astype(np.float64))
         tiers = self.bundle.tiers.tier_index(probability)
         segments = self.bundle.segments.assign(scaled_exact)
-        reasons = None if gradients is None else self._reasons(raw, scaled, probability, gradients, top_k)
+        top = None if gradients is None else self._top_reasons(raw, scaled, probability, gradients, top_k)
+        reasons = top.as_lists() if top is not None and reason_dicts else None
         for tier, count in enumerate(np.bincount(tiers, minlength=len(TIERS))):
             if count:
                 self._tier_counters[tier].inc(int(count))
         metrics.observe_many(self._probability_histogram, probability)
-        return ScoredRows(probability, tiers, segments, known, self.bundle.segments.names, reasons)
+        return ScoredRows(probability, tiers, segments, known, self.bundle.segments.names, reasons, top)
 
-    def _reasons(
+    def _top_reasons(
         self,
         raw: Matrix,
         scaled: npt.NDArray[np.float32],
         probability: Matrix,
         gradients: npt.NDArray[np.float32],
         top_k: int,
-    ) -> list[list[Reason]]:
+    ) -> TopReasons:
         """Gradient x (input - baseline) on the probability scale; the baseline is the training mean (0
         after scaling). Only features that push the risk up are reasons."""
         slope = self.bundle.calibration.slope
@@ -58,20 +68,4 @@ class ChurnModel:
         # The k largest per row (argpartition), then those k in descending order: no full sort of 46.
         top = np.argpartition(-contribution, top_k - 1, axis=1)[:, :top_k]
         top = top[rows, np.argsort(-contribution[rows, top], axis=1, kind="stable")]
-        shares = contribution[rows, top]
-        # One flat list of reason dicts, then per row the prefix of positive shares (rows are sorted
-        # descending): a comprehension per row cost ~5 us a user at thousands of users per batch.
-        flat: list[Reason] = [
-            {"feature": name, "value": value, "contribution": share}
-            for name, value, share in zip(
-                _FEATURE_NAMES[top].ravel().tolist(),
-                raw[rows, top].ravel().tolist(),
-                shares.ravel().tolist(),
-                strict=True,
-            )
-        ]
-        positive = (shares > 0).sum(axis=1).tolist()
-        return [
-            flat[start : start + count]
-            for start, count in zip(range(0, len(flat), top_k), positive, strict=True)
-        ]
+        return TopReasons(top, raw[rows, top], contribution[rows, top])

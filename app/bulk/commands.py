@@ -1,0 +1,132 @@
+"""The `backfill` and `score-batch` commands: settings from the environment (CHURN_*, as the service),
+a Redis client for long pipelines, a progress bar on a terminal, a summary at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+from tqdm import tqdm
+
+from app.bulk.backfill import Backfill, BackfillSummary, format_summary
+from app.bulk.readers import EventFile, open_event_file
+from app.bulk.score_batch import BatchScorer, OutputFile, ScoreSummary, UserListError, read_user_ids
+from app.bulk.score_batch import format_summary as format_scores
+from app.clock import SystemClock
+from app.config import Settings
+from app.features.offline import EventLogError
+from app.features.online import OnlineFeatureStore
+from app.features.pseudonym import IdSecretError, Pseudonyms
+from app.model.scorer import ChurnModel
+from app.redis_client import HiredisPackingConnection
+
+# One pipeline carries a whole chunk: Redis may take seconds to apply it on a busy machine, far beyond
+# the service's per-request timeout.
+BULK_TIMEOUT_S: Final = 120.0
+EXIT_ROWS_REJECTED: Final = 3
+
+
+def connect(settings: Settings) -> aredis.Redis:
+    # TLS and unix-socket URLs keep redis-py's own connection classes, as the service's pool does.
+    options: dict[str, Any] = {"socket_timeout": BULK_TIMEOUT_S, "socket_connect_timeout": 5}
+    if settings.redis_url.startswith("redis://"):
+        options["connection_class"] = HiredisPackingConnection
+    return aredis.Redis.from_url(settings.redis_url, **options)
+
+
+def open_store(settings: Settings, client: aredis.Redis) -> tuple[OnlineFeatureStore, Pseudonyms]:
+    pseudonyms = Pseudonyms.load(settings.id_secret, settings.id_secret_file)
+    store = OnlineFeatureStore(
+        client,
+        settings.redis_prefix,
+        settings.allowed_lateness_s,
+        settings.max_future_skew_s,
+        settings.retention_days,
+        pseudonyms=pseudonyms,
+        ack_replicas=settings.ack_replicas,
+        ack_timeout_ms=settings.ack_timeout_ms,
+    )
+    return store, pseudonyms
+
+
+def progress_bar(total: int | None, unit: str) -> tqdm:  # type: ignore[type-arg]
+    """Drawn only on a terminal: a log file or a pipe gets the summary alone."""
+    return tqdm(total=total, unit=unit, unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+def backfill(events: Path, chunk_rows: int) -> int:
+    """Load the file; the exit status: 0 every row stored or already there, EXIT_ROWS_REJECTED some
+    rows refused (the summary says which), 1 the file or the store unusable."""
+    settings = Settings()
+    try:
+        source = open_event_file(events)
+        summary = asyncio.run(run_backfill(settings, source, chunk_rows, SystemClock().now()))
+    except (EventLogError, IdSecretError, RedisError, OSError) as error:
+        print(f"backfill: {error}", file=sys.stderr)
+        return 1
+    print(format_summary(summary, str(events)))
+    return EXIT_ROWS_REJECTED if summary.rejected_rows else 0
+
+
+async def run_backfill(
+    settings: Settings, source: EventFile, chunk_rows: int, now: datetime
+) -> BackfillSummary:
+    client = connect(settings)
+    try:
+        store, pseudonyms = open_store(settings, client)
+        job = Backfill(store, settings.redis_prefix, pseudonyms, now, chunk_rows=chunk_rows)
+        with progress_bar(source.rows(), "rows") as bar:
+            return await job.run(source, bar.update)
+    finally:
+        await client.aclose()
+
+
+def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
+    """Score the users listed in `users` into `out`; the exit status: 0 all scored, EXIT_ROWS_REJECTED
+    some lines were not user ids (the summary says which), 1 the files, the model or the store unusable."""
+    from app.main import load_model
+    from app.model.bundle import BundleError
+
+    settings = Settings()
+    try:
+        output = OutputFile(out)
+        try:
+            model = load_model(settings)
+            summary = asyncio.run(
+                run_score_batch(settings, model, users, output, column, batch, SystemClock().now())
+            )
+        finally:
+            output.close()
+    except (UserListError, BundleError, IdSecretError, RedisError, OSError) as error:
+        print(f"score-batch: {error}", file=sys.stderr)
+        return 1
+    print(format_scores(summary, out, model.version))
+    return EXIT_ROWS_REJECTED if summary.refused else 0
+
+
+async def run_score_batch(
+    settings: Settings,
+    model: ChurnModel,
+    users: Path,
+    output: OutputFile,
+    column: str,
+    batch: int,
+    as_of: datetime,
+) -> ScoreSummary:
+    client = connect(settings)
+    try:
+        store, _ = open_store(settings, client)
+        scorer = BatchScorer(store, model, settings.explain_top_k)
+        started = time.perf_counter()
+        with progress_bar(None, "users") as bar:
+            summary = await scorer.run(read_user_ids(users, column, batch), output, as_of, bar.update)
+        summary.seconds = time.perf_counter() - started
+        return summary
+    finally:
+        await client.aclose()

@@ -1,0 +1,221 @@
+"""Scoring a file of user ids with the live features and the served model, outside HTTP.
+
+The pieces the service's ScoringService composes, in the same order, on batches of thousands of users:
+one MGET (OnlineFeatureStore.fetch), the features (OnlineFeatureStore.features, the same
+`compute_features` as training), one pass of the model (ChurnModel.score: scaling, forward and backward,
+calibration, tiers, segments, reasons). Results are written as columns, never as a dict per user. Each
+batch's MGET is sent before the batch before it is scored, so Redis works while the model does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pa_parquet
+
+from app.features import spec
+from app.features.online import OnlineFeatureStore
+from app.model.postprocess import TIERS
+from app.model.scorer import ChurnModel
+from app.schemas import PRINTABLE_ID
+
+DEFAULT_BATCH: Final = 4_096
+REASON_SEPARATOR: Final = ";"
+EXAMPLES_KEPT: Final = 10
+_IDENTIFIER = re.compile(PRINTABLE_ID)
+# Lines of 0-128 printable characters (0: a blank line, skipped), each ended by \n or \r\n, the last
+# one perhaps by nothing.
+_CLEAN_BLOCK = re.compile(r"(?:[\x20-\x7e]{0,128}\r?\n)*[\x20-\x7e]{0,128}")
+OUTPUT_SCHEMA: Final = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("churn_probability", pa.float64()),
+        ("risk_tier", pa.string()),
+        ("segment", pa.string()),
+        ("known_user", pa.bool_()),
+        ("top_reasons", pa.string()),  # feature names, strongest first, joined by REASON_SEPARATOR
+        ("model_version", pa.string()),
+    ]
+)
+
+
+class UserListError(ValueError):
+    """A file of user ids that cannot be read: the message says why."""
+
+
+@dataclass
+class IdBatch:
+    user_ids: list[str]
+    refused: list[str] = field(default_factory=list)  # "line 7: ..." for ids that are not ids
+
+
+@dataclass
+class ScoreSummary:
+    users: int = 0
+    known: int = 0
+    tiers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    refused: int = 0
+    examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def read_user_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
+    """Ids in batches: a CSV file's `column`, or one id a line of any other file (blank lines skipped).
+    An id is what /score takes: 1-128 printable ASCII characters."""
+    if not path.is_file():
+        raise UserListError(f"{path}: no such file")
+    if path.suffix == ".csv" or path.suffixes[-2:] == [".csv", ".gz"]:
+        yield from _csv_ids(path, column, batch)
+    else:
+        yield from _line_ids(path, batch)
+
+
+def _line_ids(path: Path, batch: int) -> Iterator[IdBatch]:
+    done = 0  # lines read so far
+    with path.open(encoding="utf-8", errors="replace", newline="") as stream:
+        while lines := list(itertools.islice(stream, batch)):
+            block = "".join(lines)
+            # Usually every line is an id: one regex pass over the block then clears them all.
+            if _CLEAN_BLOCK.fullmatch(block):
+                yield IdBatch(list(filter(None, block.splitlines())))
+            else:
+                yield _checked_lines(lines, done)
+            done += len(lines)
+
+
+def _checked_lines(lines: list[str], done: int) -> IdBatch:
+    ids: list[str] = []
+    refused: list[str] = []
+    for number, line in enumerate(lines, start=done + 1):
+        user_id = line.rstrip("\r\n")
+        if _IDENTIFIER.fullmatch(user_id) and len(user_id) <= 128:
+            ids.append(user_id)
+        elif user_id:
+            refused.append(f"line {number}: not 1-128 printable ASCII characters")
+    return IdBatch(ids, refused)
+
+
+def _csv_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
+    options = pa_csv.ConvertOptions(column_types={column: pa.string()}, include_columns=[column])
+    done = 0
+    try:
+        with pa_csv.open_csv(path, convert_options=options) as reader:
+            for record_batch in reader:
+                values = record_batch.column(0).to_pylist()
+                for start in range(0, len(values), batch):
+                    ids, refused = [], []
+                    for offset, user_id in enumerate(values[start : start + batch]):
+                        if user_id and _IDENTIFIER.fullmatch(user_id) and len(user_id) <= 128:
+                            ids.append(user_id)
+                        elif user_id:
+                            line = done + start + offset + 2  # line 1 is the header
+                            refused.append(f"line {line}: not 1-128 printable ASCII characters")
+                    yield IdBatch(ids, refused)
+                done += len(values)
+    except (pa.ArrowInvalid, KeyError) as error:
+        raise UserListError(f"{path}: cannot read column {column!r}: {error}") from None
+
+
+class OutputFile:
+    """Parquet or CSV, chosen by the file's extension, written a batch at a time."""
+
+    def __init__(self, path: Path) -> None:
+        if path.suffix not in (".parquet", ".csv"):
+            raise UserListError(f"{path}: the output must end in .parquet or .csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: pa_parquet.ParquetWriter | pa_csv.CSVWriter = (
+            pa_parquet.ParquetWriter(path, OUTPUT_SCHEMA)
+            if path.suffix == ".parquet"
+            else pa_csv.CSVWriter(path, OUTPUT_SCHEMA)
+        )
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class BatchScorer:
+    def __init__(self, store: OnlineFeatureStore, model: ChurnModel, top_k: int) -> None:
+        self._store = store
+        self._model = model
+        self._top_k = top_k
+
+    def score(self, user_ids: list[str], blobs: list[bytes | None], as_of: datetime) -> pa.Table:
+        """One batch, as the service scores one gathered batch, into the output's columns."""
+        raw, known = self._store.features(blobs, spec.unix_seconds(as_of))
+        scored = self._model.score(raw, known, True, self._top_k, reason_dicts=False)
+        assert scored.top is not None  # explaining: the reasons are there
+        segments = np.array(scored.segment_names, dtype=object)[scored.segment]
+        columns = [
+            pa.array(user_ids, pa.string()),
+            pa.array(scored.probability),
+            pa.array(np.array(TIERS, dtype=object)[scored.tier], pa.string()),
+            pa.array(segments, pa.string()),
+            pa.array(known),
+            pa.array(scored.top.names(REASON_SEPARATOR), pa.string()),
+            pa.repeat(self._model.version, len(user_ids)),
+        ]
+        return pa.Table.from_arrays(columns, schema=OUTPUT_SCHEMA)
+
+    async def run(
+        self,
+        batches: Iterator[IdBatch],
+        out: OutputFile,
+        as_of: datetime,
+        progress: Callable[[int], object] = lambda users: None,
+    ) -> ScoreSummary:
+        summary = ScoreSummary()
+        pending: tuple[IdBatch, asyncio.Task[list[bytes | None]]] | None = None
+        for batch in itertools.chain(batches, [None]):
+            # Send the next batch's MGET, let the loop write it out, then score the batch before it.
+            upcoming = None
+            if batch is not None:
+                upcoming = (batch, asyncio.create_task(self._store.fetch(batch.user_ids)))
+                await asyncio.sleep(0)
+            if pending is not None:
+                done, fetching = pending
+                table = self.score(done.user_ids, await fetching, as_of)
+                out.write(table)
+                self._count(summary, done, table)
+                progress(len(done.user_ids))
+            pending = upcoming
+        return summary
+
+    @staticmethod
+    def _count(summary: ScoreSummary, batch: IdBatch, table: pa.Table) -> None:
+        summary.users += table.num_rows
+        summary.known += int(np.count_nonzero(table.column("known_user").to_numpy()))
+        tiers, counts = np.unique(
+            table.column("risk_tier").to_numpy(zero_copy_only=False), return_counts=True
+        )
+        for tier, count in zip(tiers.tolist(), counts.tolist(), strict=True):
+            summary.tiers[tier] += count
+        summary.refused += len(batch.refused)
+        summary.examples += batch.refused[: EXAMPLES_KEPT - len(summary.examples)]
+
+
+def format_summary(summary: ScoreSummary, out: Path, model_version: str) -> str:
+    rate = summary.users / summary.seconds if summary.seconds else 0.0
+    tiers = ", ".join(f"{tier} {count:,}" for tier, count in summary.tiers.items())
+    lines = [
+        f"{out}: {summary.users:,} users scored by model {model_version} in {summary.seconds:.1f} s "
+        f"({rate:,.0f} users/s)",
+        f"  known users {summary.known:,}; unknown {summary.users - summary.known:,} (scored on no events)",
+        f"  risk tiers: {tiers}",
+    ]
+    if summary.refused:
+        lines.append(f"  refused ids: {summary.refused:,}")
+        lines += [f"    {example}" for example in summary.examples]
+    return "\n".join(lines)
