@@ -21,6 +21,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
 
+from app.features import spec
 from app.features.keys import hash_tag
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
@@ -106,6 +107,21 @@ def test_a_replay_on_the_cluster_is_all_duplicates_and_changes_no_byte(cluster_u
     assert (replay.accepted, replay.duplicates, replay.rejected) == (0, len(events), [])
     with cluster.client() as client:
         assert {k: client.get(k) for k in client.scan_iter(match="t:*")} == before_replay
+
+
+def test_on_the_cluster_an_event_id_sent_again_is_a_duplicate_or_a_conflict(cluster_url: str) -> None:
+    cluster = Backend(cluster_url, cluster=True)
+    purchases = [event(f"user-{u}", "purchase", before(days=2), "p-1", amount=100.0) for u in range(40)]
+    first = run_on(cluster, lambda store: store.apply([Event.model_validate(r) for r in purchases], T))
+    assert (first.accepted, first.duplicates, first.rejected) == (40, 0, [])
+    resent = [r | {"ts": before(days=1).isoformat().replace("+00:00", "Z")} if i % 2 else r
+              for i, r in enumerate(purchases)]  # fmt: skip
+    again = run_on(cluster, lambda store: store.apply([Event.model_validate(r) for r in resent], T))
+    assert (again.accepted, again.duplicates) == (0, 20)
+    assert {r.reason for r in again.rejected} == {"conflict"} and len(again.rejected) == 20
+    features, known = run_on(cluster, lambda store: store.read([f"user-{u}" for u in range(40)], T))
+    lifetime = features[:, spec.FEATURE_INDEX["lifetime_spend"]]
+    assert known.all() and lifetime.tolist() == [100.0] * 40  # counted once, whatever was resent
 
 
 def test_scripts_lost_by_every_primary_are_loaded_again(
