@@ -20,9 +20,10 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from app.features import spec
-from app.features.keys import hash_tag
+from app.features.keys import hash_tag, user_tag
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
 from app.redis_server import LocalCluster
@@ -187,6 +188,49 @@ def test_a_node_failing_mid_write_answers_what_was_applied_and_a_retry_counts_on
     assert retried.status_code == 200 and answer["rejected"] == []
     # Everything written once: what the failed attempt applied comes back as duplicates.
     assert answer["duplicates"] >= applied + 2 and answer["accepted"] + answer["duplicates"] == len(rows)
+
+
+def test_reads_and_writes_follow_a_bucket_moving_to_another_primary(doomed_cluster: LocalCluster) -> None:
+    backend = Backend(doomed_cluster.url, cluster=True)
+    users = [f"mover-{u}" for u in range(120)]  # not the other tests' users: this cluster lives on
+    rows = [
+        e.model_dump(mode="json", exclude_none=True) | {"user_id": e.user_id.replace("user-", "mover-")}
+        for e in history(120, per_user=2)
+    ]
+    with live_server(backend.url, **backend.settings) as server, server.client() as http:
+        assert http.post("/events", json={"events": rows}).json()["accepted"] == len(rows)
+        pseudonyms = Pseudonyms.load(server.settings.id_secret, server.settings.id_secret_file)
+        slot = key_slot(user_tag("test", pseudonyms.of(users[0])).encode())
+        nodes = {n.port: redis.Redis(port=n.port, decode_responses=True) for n in doomed_cluster.nodes}
+        ids = {port: c.execute_command("CLUSTER MYID") for port, c in nodes.items()}
+        owner = next(p for p, c in nodes.items() if c.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
+                     and c.info("replication")["role"] == "master")  # fmt: skip
+        target = next(p for p, c in nodes.items() if p != owner and c.info("replication")["role"] == "master")
+        moving = nodes[owner].execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        assert len(moving) >= 2
+        nodes[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[owner])
+        nodes[owner].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+        half = moving[: len(moving) // 2]
+        nodes[owner].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *half)
+        # Mid-migration: the moved keys answer ASK from their old primary.
+        during = http.post("/score", json={"user_ids": users})
+        nodes[owner].execute_command(
+            "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving[len(half) :]
+        )
+        for client in nodes.values():
+            if client.info("replication")["role"] == "master":
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])
+        # Done: the old primary answers MOVED; the client's map of slots is stale until it follows it.
+        after = http.post("/score", json={"user_ids": users})
+        more = [event(u, "page_view", T, f"after-move-{u}") for u in users]
+        written = http.post("/events", json={"events": more})
+        again = http.post("/score", json={"user_ids": users})
+        for client in nodes.values():
+            client.close()
+    for answer in (during, after, again):
+        assert answer.status_code == 200, answer.text
+        assert all(r["known_user"] for r in answer.json()["results"])
+    assert written.status_code == 200 and written.json()["accepted"] == len(users)
 
 
 def test_a_killed_primary_with_a_replica_costs_seconds_and_never_a_500(doomed_cluster: LocalCluster) -> None:
