@@ -23,7 +23,7 @@ from app.api.ratelimit import RateLimiter
 from app.audit import AuditLog
 from app.clock import Clock, SystemClock
 from app.config import Settings
-from app.features.online import OnlineFeatureStore
+from app.features.online import store_for
 from app.features.pseudonym import Pseudonyms
 from app.model import operations
 from app.model.operations import LoadSettings, ModelOperations, publish_model_info
@@ -81,16 +81,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             log.warning(
                 "Redis at %s is not reachable yet (%s); /readyz reports unready", settings.redis_url, error
             )
-        store = OnlineFeatureStore(
-            redis,
-            settings.redis_prefix,
-            settings.allowed_lateness_s,
-            settings.max_future_skew_s,
-            settings.retention_days,
-            pseudonyms=pseudonyms,
-            ack_replicas=settings.ack_replicas,
-            ack_timeout_ms=settings.ack_timeout_ms,
-        )
+        store = store_for(settings, redis, pseudonyms)
         scoring = ScoringService(
             store,
             model,

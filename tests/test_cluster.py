@@ -11,26 +11,31 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from app.features import spec
+from app.bulk.commands import run_backfill
+from app.bulk.readers import open_event_file
+from app.features import offline, spec
 from app.features.keys import hash_tag, user_tag
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
 from app.redis_server import LocalCluster
 from app.schemas import Event
+from app.training.simulate import SimulationConfig, simulate
 from tests.conftest import Backend
 from tests.helpers import T, before, event
-from tests.live import LiveServer, live_server
+from tests.live import LiveServer, live_server, settings_for
 from tests.test_online_store import PSEUDONYMS
 
 R = TypeVar("R")
@@ -123,6 +128,24 @@ def test_on_the_cluster_an_event_id_sent_again_is_a_duplicate_or_a_conflict(clus
     features, known = run_on(cluster, lambda store: store.read([f"user-{u}" for u in range(40)], T))
     lifetime = features[:, spec.FEATURE_INDEX["lifetime_spend"]]
     assert known.all() and lifetime.tolist() == [100.0] * 40  # counted once, whatever was resent
+
+
+def test_a_backfill_on_the_cluster_stores_what_it_stores_on_one_redis(
+    redis_url: str, cluster_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    log = simulate(SimulationConfig(n_users=60, days=120, seed=9)).events
+    offline.write_event_log(log, path)
+    now = pd.to_datetime(log["ts"], utc=True).max().to_pydatetime() + timedelta(minutes=1)
+    contents = []
+    for backend in (Backend(redis_url, cluster=False), Backend(cluster_url, cluster=True)):
+        settings = settings_for(backend.url, **backend.settings)
+        summary = asyncio.run(run_backfill(settings, open_event_file(path), 500, now))
+        assert summary.accepted > 0 and summary.rejected_rows == 0
+        with backend.client() as client:
+            keys = sorted(client.scan_iter(match="test:*"))
+            contents.append({key: client.get(key) for key in keys})
+    assert contents[0] == contents[1] and len(contents[0]) == log["user_id"].nunique()
 
 
 def test_scripts_lost_by_every_primary_are_loaded_again(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
@@ -21,10 +22,10 @@ from app.bulk.score_batch import format_summary as format_scores
 from app.clock import SystemClock
 from app.config import Settings
 from app.features.offline import EventLogError
-from app.features.online import OnlineFeatureStore
+from app.features.online import OnlineFeatureStore, store_for
 from app.features.pseudonym import IdSecretError, Pseudonyms
 from app.model.scorer import ChurnModel
-from app.redis_client import HiredisPackingConnection
+from app.redis_client import HiredisPackingConnection, StoreClient
 
 # One pipeline carries a whole chunk: Redis may take seconds to apply it on a busy machine, far beyond
 # the service's per-request timeout.
@@ -32,27 +33,19 @@ BULK_TIMEOUT_S: Final = 120.0
 EXIT_ROWS_REJECTED: Final = 3
 
 
-def connect(settings: Settings) -> aredis.Redis:
-    # TLS and unix-socket URLs keep redis-py's own connection classes, as the service's pool does.
+def connect(settings: Settings) -> StoreClient:
     options: dict[str, Any] = {"socket_timeout": BULK_TIMEOUT_S, "socket_connect_timeout": 5}
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, **options)
+    # TLS and unix-socket URLs keep redis-py's own connection classes, as the service's pool does.
     if settings.redis_url.startswith("redis://"):
         options["connection_class"] = HiredisPackingConnection
     return aredis.Redis.from_url(settings.redis_url, **options)
 
 
-def open_store(settings: Settings, client: aredis.Redis) -> tuple[OnlineFeatureStore, Pseudonyms]:
+def open_store(settings: Settings, client: StoreClient) -> tuple[OnlineFeatureStore, Pseudonyms]:
     pseudonyms = Pseudonyms.load(settings.id_secret, settings.id_secret_file)
-    store = OnlineFeatureStore(
-        client,
-        settings.redis_prefix,
-        settings.allowed_lateness_s,
-        settings.max_future_skew_s,
-        settings.retention_days,
-        pseudonyms=pseudonyms,
-        ack_replicas=settings.ack_replicas,
-        ack_timeout_ms=settings.ack_timeout_ms,
-    )
-    return store, pseudonyms
+    return store_for(settings, client, pseudonyms), pseudonyms
 
 
 def progress_bar(total: int | None, unit: str) -> tqdm:  # type: ignore[type-arg]
@@ -78,12 +71,13 @@ async def run_backfill(
     settings: Settings, source: EventFile, chunk_rows: int, now: datetime
 ) -> BackfillSummary:
     client = connect(settings)
+    store, pseudonyms = open_store(settings, client)
     try:
-        store, pseudonyms = open_store(settings, client)
         job = Backfill(store, settings.redis_prefix, pseudonyms, now, chunk_rows=chunk_rows)
         with progress_bar(source.rows(), "rows") as bar:
             return await job.run(source, bar.update)
     finally:
+        await store.aclose()
         await client.aclose()
 
 
@@ -120,8 +114,8 @@ async def run_score_batch(
     as_of: datetime,
 ) -> ScoreSummary:
     client = connect(settings)
+    store, _ = open_store(settings, client)
     try:
-        store, _ = open_store(settings, client)
         scorer = BatchScorer(store, model, settings.explain_top_k)
         started = time.perf_counter()
         with progress_bar(None, "users") as bar:
@@ -129,4 +123,5 @@ async def run_score_batch(
         summary.seconds = time.perf_counter() - started
         return summary
     finally:
+        await store.aclose()
         await client.aclose()

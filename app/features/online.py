@@ -29,6 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from app import metrics
+from app.config import Settings
 from app.features import spec
 from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.cluster import ClusterFault, ClusterReads, PartialWrite, cluster_faults
@@ -348,3 +349,17 @@ class OnlineFeatureStore:
         for legacy in legacy_keys(self._prefix, pseudonym):  # one DEL each: another slot on a cluster
             removed += await self._redis.delete(legacy)
         return int(removed)
+
+
+def store_for(settings: Settings, client: StoreClient, pseudonyms: Pseudonyms) -> OnlineFeatureStore:
+    """The store as the settings describe it: the service's and the bulk commands' are the same."""
+    return OnlineFeatureStore(
+        client,
+        settings.redis_prefix,
+        settings.allowed_lateness_s,
+        settings.max_future_skew_s,
+        settings.retention_days,
+        pseudonyms=pseudonyms,
+        ack_replicas=settings.ack_replicas,
+        ack_timeout_ms=settings.ack_timeout_ms,
+    )
