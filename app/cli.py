@@ -29,10 +29,11 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
     from app.training import pipeline, presets
     from app.training.train import TrainConfig
 
+    snapshots = presets.Snapshots(args.snapshots, args.snapshot_every_days) if args.snapshots else None
     if args.preset == "sim":
-        job = presets.simulated(args.seed, args.users)
+        job = presets.simulated(args.seed, args.users, snapshots)
     elif args.preset == "cdnow":
-        job = presets.cdnow_standard(args.seed)
+        job = presets.cdnow_standard(args.seed, snapshots)
     else:
         missing = [
             f"--{n.replace('_', '-')}"
@@ -41,7 +42,9 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
         ]
         if missing:
             sys.exit(f"train: without --preset, {', '.join(missing)} are required")
-        job = presets.from_log(args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed)
+        job = presets.from_log(
+            args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed, snapshots
+        )
     config = TrainConfig(seed=args.seed, max_epochs=args.max_epochs)
     path = pipeline.run(job, args.out, config, command=shlex.join(["python", "-m", "app", *argv]))
     if args.set_current:
@@ -233,6 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--seed", type=int, default=7)
     train.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
     train.add_argument("--max-epochs", type=int, default=200)
+    train.add_argument(
+        "--snapshots",
+        type=int,
+        help="training snapshots up to the train cutoff (default: 4 for the presets, 1 for --events)",
+    )
+    train.add_argument("--snapshot-every-days", type=int, default=14, help="days between training snapshots")
     train.add_argument(
         "--set-current", action="store_true", help="point model_store/CURRENT at the new bundle"
     )
