@@ -1,5 +1,5 @@
-"""Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids."""
+"""Command line: `python -m app` (or `churn`) train | recalibrate | ablation | simulate | serve | redis-up |
+redis-down | dev-key | new-key | dev-secret | rotate-ids."""
 
 from __future__ import annotations
 
@@ -51,6 +51,20 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
         set_current(args.out, path.name)
     print(f"bundle written to {path}")
     print((path / "report" / "model_card.md").read_text())
+
+
+def _recalibrate(args: argparse.Namespace, argv: list[str]) -> None:
+    from app.model.bundle import BundleError, set_current
+    from app.training.recalibrate import RecalibrationRefused, describe, recalibrate
+
+    command = shlex.join(["python", "-m", "app", *argv])
+    try:
+        path = recalibrate(args.bundle, args.outcomes, args.out, command)
+    except (RecalibrationRefused, BundleError) as refused:
+        sys.exit(str(refused))
+    if args.set_current:
+        set_current(args.out, path.name)
+    print(describe(path))
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -246,6 +260,19 @@ def main(argv: list[str] | None = None) -> None:
         "--set-current", action="store_true", help="point model_store/CURRENT at the new bundle"
     )
 
+    recal = commands.add_parser(
+        "recalibrate", help="refit a bundle's calibration from observed outcomes; same weights, new version"
+    )
+    recal.add_argument("--bundle", type=Path, required=True, help="the bundle directory scores came from")
+    recal.add_argument(
+        "--outcomes",
+        type=Path,
+        required=True,
+        help=".csv or .jsonl with churn_probability (as served) and churned (0/1) per scored user",
+    )
+    recal.add_argument("--out", type=Path, default=Path("model_store"), help="model store to write into")
+    recal.add_argument("--set-current", action="store_true", help="point OUT/CURRENT at the new bundle")
+
     sim = commands.add_parser("simulate", help="write a simulated event log")
     sim.add_argument("--users", type=int, default=5_000)
     sim.add_argument("--days", type=int, default=300)
@@ -273,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
+    elif args.command == "recalibrate":
+        _recalibrate(args, argv)
     elif args.command == "simulate":
         _simulate(args)
     elif args.command == "serve":

@@ -74,11 +74,11 @@ def save_bundle(
     weights = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     files: dict[str, bytes] = {
         WEIGHTS: save_safetensors(weights),
-        "network.json": _json_bytes(network_config.to_json()),
-        "preprocessing.json": _json_bytes(preprocessor.to_json()),
-        "calibration.json": _json_bytes(calibration.to_json()),
-        "tiers.json": _json_bytes(tiers.to_json()),
-        "segments.json": _json_bytes(segments.to_json()),
+        "network.json": json_bytes(network_config.to_json()),
+        "preprocessing.json": json_bytes(preprocessor.to_json()),
+        "calibration.json": json_bytes(calibration.to_json()),
+        "tiers.json": json_bytes(tiers.to_json()),
+        "segments.json": json_bytes(segments.to_json()),
         **(extra_files or {}),
     }
     for name, data in files.items():
@@ -92,7 +92,7 @@ def save_bundle(
         **manifest_fields,
         "files": {name: sha256(data) for name, data in sorted(files.items())},
     }
-    (path / MANIFEST).write_bytes(_json_bytes(manifest))
+    (path / MANIFEST).write_bytes(json_bytes(manifest))
     return path
 
 
@@ -177,5 +177,5 @@ def _read_json(file: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _json_bytes(data: Any) -> bytes:
+def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
