@@ -53,6 +53,28 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
     print((path / "report" / "model_card.md").read_text())
 
 
+def _ablation(args: argparse.Namespace) -> None:
+    import json
+
+    from app.training import ablation, presets
+    from app.training.datasets import JobRefused
+    from app.training.train import TrainConfig
+
+    snapshots = presets.Snapshots(args.snapshots, args.snapshot_every_days) if args.snapshots else None
+    try:
+        if args.preset == "sim":
+            job = presets.simulated(args.seed, args.users, snapshots)
+        else:
+            job = presets.cdnow_standard(args.seed, snapshots)
+    except JobRefused as refused:
+        sys.exit(str(refused).replace("train:", "ablation:", 1))
+    rows = ablation.run(job, TrainConfig(seed=args.seed, max_epochs=args.max_epochs))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(ablation.table(rows))
+
+
 def _recalibrate(args: argparse.Namespace, argv: list[str]) -> None:
     from app.model.bundle import BundleError, set_current
     from app.training.recalibrate import RecalibrationRefused, describe, recalibrate
@@ -273,6 +295,17 @@ def main(argv: list[str] | None = None) -> None:
     recal.add_argument("--out", type=Path, default=Path("model_store"), help="model store to write into")
     recal.add_argument("--set-current", action="store_true", help="point OUT/CURRENT at the new bundle")
 
+    ablate = commands.add_parser(
+        "ablation", help="test ROC AUC and Brier with one snapshot, and with each feature group left out"
+    )
+    ablate.add_argument("--preset", choices=["sim", "cdnow"], default="sim")
+    ablate.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
+    ablate.add_argument("--snapshots", type=int, help="training snapshots (default: the preset's)")
+    ablate.add_argument("--snapshot-every-days", type=int, default=14)
+    ablate.add_argument("--max-epochs", type=int, default=200)
+    ablate.add_argument("--seed", type=int, default=7)
+    ablate.add_argument("--out", type=Path, help="also write the rows as JSON here")
+
     sim = commands.add_parser("simulate", help="write a simulated event log")
     sim.add_argument("--users", type=int, default=5_000)
     sim.add_argument("--days", type=int, default=300)
@@ -300,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
+    elif args.command == "ablation":
+        _ablation(args)
     elif args.command == "recalibrate":
         _recalibrate(args, argv)
     elif args.command == "simulate":
