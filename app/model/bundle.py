@@ -19,7 +19,7 @@ from safetensors.torch import save as save_safetensors
 
 from app.features import spec
 from app.model.network import ChurnNet, NetworkConfig
-from app.model.postprocess import PlattCalibration, RiskTiers, Segments
+from app.model.postprocess import ColdStart, PlattCalibration, RiskTiers, Segments
 from app.model.preprocess import Preprocessor
 
 FORMAT_VERSION = 1
@@ -28,6 +28,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 JSON_PARTS = ("network.json", "preprocessing.json", "calibration.json", "tiers.json", "segments.json")
 REQUIRED_FILES = (WEIGHTS, *JSON_PARTS)
+COLD_START = "cold_start.json"  # optional: bundles without it score users with no history by the network
 
 
 class BundleError(Exception):
@@ -45,6 +46,7 @@ class ModelBundle:
     calibration: PlattCalibration
     tiers: RiskTiers
     segments: Segments
+    cold_start: ColdStart | None = None
 
     def build_network(self) -> ChurnNet:
         network = ChurnNet(self.network_config)
@@ -150,6 +152,11 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
     numbers = [*preprocessor.mean, *preprocessor.scale, *parts["calibration.json"].values()]
     if not all(math.isfinite(x) for x in numbers if isinstance(x, float)):
         raise _fail(path, "finite preprocessing", "a mean, scale or calibration value is not finite")
+    cold_start = None
+    if COLD_START in contents:
+        cold_start = ColdStart.from_json(json.loads(contents[COLD_START]))
+        if not 0.0 <= cold_start.probability <= 1.0:
+            raise _fail(path, "cold-start prior", f"probability {cold_start.probability} is not in [0, 1]")
     return ModelBundle(
         version=version,
         path=path,
@@ -160,6 +167,7 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
         calibration=PlattCalibration.from_json(parts["calibration.json"]),
         tiers=RiskTiers.from_json(parts["tiers.json"]),
         segments=Segments.from_json(parts["segments.json"]),
+        cold_start=cold_start,
     )
 
 

@@ -14,6 +14,8 @@ from app.model.results import Reason, ScoredRows
 
 Matrix = npt.NDArray[np.float64]
 _FEATURE_NAMES = np.array(spec.FEATURE_NAMES, dtype=object)
+# The one reason of a user scored by the cold-start prior: nothing of theirs moved the probability.
+NO_HISTORY: Reason = {"feature": "no history", "value": 0.0, "contribution": 0.0}
 
 
 class ChurnModel:
@@ -32,9 +34,15 @@ class ChurnModel:
         scaled = scaled_exact.astype(np.float32)
         logits, gradients = self.engine.forward(scaled, explain)
         probability = self.bundle.calibration.probability(logits.astype(np.float64))
+        cold = self.bundle.cold_start
+        if cold is not None:
+            probability = np.where(known, probability, cold.probability)
         tiers = self.bundle.tiers.tier_index(probability)
         segments = self.bundle.segments.assign(scaled_exact)
         reasons = None if gradients is None else self._reasons(raw, scaled, probability, gradients, top_k)
+        if reasons is not None and cold is not None:
+            for row in np.flatnonzero(~known).tolist():
+                reasons[row] = [NO_HISTORY]
         for tier, count in enumerate(np.bincount(tiers, minlength=len(TIERS))):
             if count:
                 self._tier_counters[tier].inc(int(count))

@@ -24,6 +24,7 @@ import pandas as pd
 from app.model import bundle
 from app.model.postprocess import RiskTiers
 from app.training import baselines, comparison, evaluate, importance, report, segmentation
+from app.training.cold_start import first_event_prior
 from app.training.datasets import Splits, require_trainable
 from app.training.fail_soft import PartLog
 from app.training.models import fit_all
@@ -118,6 +119,11 @@ def run(
         lambda: importance.information_gain(latest_train.X, latest_train.y, config.seed),
     )
     segments = segmentation.fit_segments(latest_scaled, n_segments, config.seed)
+    fit_users = tr.user_ids.append(va.user_ids).unique()
+    cold_start = parts.attempt(
+        "cold-start prior",
+        lambda: first_event_prior(job.events, fit_users, int(tr.as_of.max()), job.horizon_days),
+    )
     steps.update()
 
     version = f"{job.name}-h{job.horizon_days}-" + bundle.sha256(network_weights_bytes(mlp.network))[:10]
@@ -150,7 +156,10 @@ def run(
         snapshot_gain=gain,
         versus_best_baseline=versus,
     )
+    context["cold_start"] = cold_start
     files = report.files(context, evaluation, parts)
+    if cold_start is not None:
+        files[bundle.COLD_START] = bundle.json_bytes(cold_start.to_json())
     steps.update()
     path = bundle.save_bundle(
         store,
@@ -171,6 +180,7 @@ def run(
             "early_stopping": mlp.stopping.to_json(),
             "metrics": metrics,
             "mlp_versus_best_baseline": versus,
+            "cold_start": None if cold_start is None else cold_start.to_json(),
             "failed_parts": parts.failed,
             "command": command,
             "libraries": _libraries(),

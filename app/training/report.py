@@ -184,6 +184,7 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         f"{context['test_churn_rate']:.3f}",
         f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam; {context['stopping']}; "
         "Platt calibration on the validation users' rows of every snapshot",
+        f"- Users with no history: {_cold_start(context.get('cold_start'))}",
         f"- Command: `{context['command']}`",
         "",
         "## Training snapshots",
@@ -239,6 +240,15 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         "",
     ]
     return "\n".join(lines)
+
+
+def _cold_start(prior: Any) -> str:
+    if prior is None:
+        return "scored by the network (no cold-start prior; see Parts that did not complete)"
+    return (
+        f"probability {prior.probability:.3f}, the churn rate of {prior.users:,} training users in the "
+        'horizon after their first event (`known_user: false`, reason "no history")'
+    )
 
 
 def to_json(data: Any) -> bytes:
