@@ -1,5 +1,5 @@
-"""Command line: `python -m app` (or `churn`) train | simulate | serve | redis-up | redis-down | dev-key |
-new-key | dev-secret | rotate-ids | compose-secrets | drift | warnings consume |
+"""Command line: `python -m app` (or `churn`) train | recalibrate | ablation | simulate | serve | redis-up |
+redis-down | dev-key | new-key | dev-secret | rotate-ids | compose-secrets | drift | warnings consume |
 report interventions | backfill | score-batch."""
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
     from app.training import pipeline, presets
     from app.training.train import TrainConfig
 
+    snapshots = presets.Snapshots(args.snapshots, args.snapshot_every_days) if args.snapshots else None
     if args.preset == "sim":
-        job = presets.simulated(args.seed, args.users)
+        job = presets.simulated(args.seed, args.users, snapshots)
     elif args.preset == "cdnow":
-        job = presets.cdnow_standard(args.seed)
+        job = presets.cdnow_standard(args.seed, snapshots)
     else:
         missing = [
             f"--{n.replace('_', '-')}"
@@ -53,13 +54,51 @@ def _run_training(args: argparse.Namespace, argv: list[str]) -> None:
         ]
         if missing:
             sys.exit(f"train: without --preset, {', '.join(missing)} are required")
-        job = presets.from_log(args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed)
+        job = presets.from_log(
+            args.events, args.train_cutoff, args.test_cutoff, args.horizon_days, args.seed, snapshots
+        )
     config = TrainConfig(seed=args.seed, max_epochs=args.max_epochs)
     path = pipeline.run(job, args.out, config, command=shlex.join(["python", "-m", "app", *argv]))
     if args.set_current:
         set_current(args.out, path.name)
     print(f"bundle written to {path}")
     print((path / "report" / "model_card.md").read_text())
+
+
+def _ablation(args: argparse.Namespace) -> None:
+    import json
+
+    from app.training import ablation, presets
+    from app.training.datasets import JobRefused
+    from app.training.train import TrainConfig
+
+    snapshots = presets.Snapshots(args.snapshots, args.snapshot_every_days) if args.snapshots else None
+    try:
+        if args.preset == "sim":
+            job = presets.simulated(args.seed, args.users, snapshots)
+        else:
+            job = presets.cdnow_standard(args.seed, snapshots)
+    except JobRefused as refused:
+        sys.exit(str(refused).replace("train:", "ablation:", 1))
+    rows = ablation.run(job, TrainConfig(seed=args.seed, max_epochs=args.max_epochs))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(ablation.table(rows))
+
+
+def _recalibrate(args: argparse.Namespace, argv: list[str]) -> None:
+    from app.model.bundle import BundleError, set_current
+    from app.training.recalibrate import RecalibrationRefused, describe, recalibrate
+
+    command = shlex.join(["python", "-m", "app", *argv])
+    try:
+        path = recalibrate(args.bundle, args.outcomes, args.out, command)
+    except (RecalibrationRefused, BundleError) as refused:
+        sys.exit(str(refused))
+    if args.set_current:
+        set_current(args.out, path.name)
+    print(describe(path))
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -286,8 +325,38 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
     train.add_argument("--max-epochs", type=int, default=200)
     train.add_argument(
+        "--snapshots",
+        type=int,
+        help="training snapshots up to the train cutoff (default: 4 for the presets, 1 for --events)",
+    )
+    train.add_argument("--snapshot-every-days", type=int, default=14, help="days between training snapshots")
+    train.add_argument(
         "--set-current", action="store_true", help="point model_store/CURRENT at the new bundle"
     )
+
+    recal = commands.add_parser(
+        "recalibrate", help="refit a bundle's calibration from observed outcomes; same weights, new version"
+    )
+    recal.add_argument("--bundle", type=Path, required=True, help="the bundle directory scores came from")
+    recal.add_argument(
+        "--outcomes",
+        type=Path,
+        required=True,
+        help=".csv or .jsonl with churn_probability (as served) and churned (0/1) per scored user",
+    )
+    recal.add_argument("--out", type=Path, default=Path("model_store"), help="model store to write into")
+    recal.add_argument("--set-current", action="store_true", help="point OUT/CURRENT at the new bundle")
+
+    ablate = commands.add_parser(
+        "ablation", help="test ROC AUC and Brier with one snapshot, and with each feature group left out"
+    )
+    ablate.add_argument("--preset", choices=["sim", "cdnow"], default="sim")
+    ablate.add_argument("--users", type=int, default=10_000, help="simulated users (preset sim)")
+    ablate.add_argument("--snapshots", type=int, help="training snapshots (default: the preset's)")
+    ablate.add_argument("--snapshot-every-days", type=int, default=14)
+    ablate.add_argument("--max-epochs", type=int, default=200)
+    ablate.add_argument("--seed", type=int, default=7)
+    ablate.add_argument("--out", type=Path, help="also write the rows as JSON here")
 
     sim = commands.add_parser("simulate", help="write a simulated event log")
     sim.add_argument("--users", type=int, default=5_000)
@@ -342,6 +411,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train":
         _train(args, argv)
+    elif args.command == "ablation":
+        _ablation(args)
+    elif args.command == "recalibrate":
+        _recalibrate(args, argv)
     elif args.command == "simulate":
         _simulate(args)
     elif args.command == "serve":

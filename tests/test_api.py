@@ -43,11 +43,16 @@ def test_events_then_score_in_request_order(server: LiveServer) -> None:
     results = scored["results"]
     assert [r["user_id"] for r in results] == ["bob", "stranger", "alice"]
     assert [r["known_user"] for r in results] == [True, False, True]
+    # A user with no history gets the bundle's cold-start prior and the one reason "no history".
+    bundle = server.settings.model_store / scored["model_version"]
+    prior = json.loads((bundle / "cold_start.json").read_text())["probability"]
+    assert results[1]["churn_probability"] == prior
+    assert results[1]["reasons"] == [{"feature": "no history", "value": 0.0, "contribution": 0.0}]
     for r in results:
         assert 0.0 <= r["churn_probability"] <= 1.0
         assert r["risk_tier"] in ("low", "medium", "high")
         assert r["segment"]
-        assert all(
+        assert not r["known_user"] or all(
             reason["contribution"] > 0 and reason["feature"] in spec.FEATURE_NAMES for reason in r["reasons"]
         )
         assert len(r["reasons"]) <= server.settings.explain_top_k

@@ -20,7 +20,7 @@ CONFIG = TrainConfig(max_epochs=12, patience=5, seed=11)
 
 @pytest.fixture(scope="module")
 def job() -> pipeline.TrainingJob:
-    return presets.simulated(seed=11, n_users=800)
+    return presets.simulated(seed=11, n_users=800, snapshots=presets.Snapshots(2))
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,14 @@ def test_training_yields_a_loadable_bundle_with_a_report(trained: Path) -> None:
     assert len(set(loaded.segments.names)) == len(loaded.segments.names)
     card = (trained / "report" / "model_card.md").read_text()
     assert "None: every baseline, ranking and figure was produced." in card
+    # Two snapshots: the table of each model with one snapshot and with two, and the paired comparison.
+    assert "| model | ROC AUC, 1 snapshot | ROC AUC, 2 snapshots |" in card
+    assert "| MLP | 0." in card and "MLP, 2 snapshots minus 1, paired bootstrap" in card
+    versus = loaded.manifest["mlp_versus_best_baseline"]
+    assert versus["verdict"] in ("better", "worse", "not distinguishable") and versus["resamples"] == 1000
+    assert versus["roc_auc"]["roc_auc_ci95_low"] <= versus["roc_auc"]["roc_auc_difference"]
+    assert [s["rows"][:17] for s in loaded.manifest["snapshots"]] == ["training snapshot"] * 2
+    assert loaded.cold_start is not None and 0 < loaded.cold_start.probability < 1
 
 
 def test_the_report_ranks_features_both_ways_and_counts_users_per_calibration_bin(
@@ -60,7 +68,7 @@ def test_the_report_ranks_features_both_ways_and_counts_users_per_calibration_bi
     for bins in calibration.values():
         assert len(bins) == 10 and sum(b["users"] for b in bins) == len(job.splits.test.y)
     sizes = json.loads((report / "segment_sizes.json").read_text())
-    assert sum(s["users"] for s in sizes) == len(job.splits.train.y)
+    assert sum(s["users"] for s in sizes) == len(job.splits.train.latest().y)  # users at the cutoff
     card = (report / "model_card.md").read_text()
     top = max(gain, key=gain.__getitem__)
     assert f"| 1 | {top} | {gain[top]:.4f} |" in card

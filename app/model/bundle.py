@@ -19,7 +19,7 @@ from safetensors.torch import save as save_safetensors
 
 from app.features import spec
 from app.model.network import ChurnNet, NetworkConfig
-from app.model.postprocess import PlattCalibration, RiskTiers, Segments
+from app.model.postprocess import ColdStart, PlattCalibration, RiskTiers, Segments
 from app.model.preprocess import Preprocessor
 
 FORMAT_VERSION = 1
@@ -31,6 +31,7 @@ REQUIRED_FILES = (WEIGHTS, *JSON_PARTS)
 # Optional: the training distribution of each feature and of the score, for drift (app/model/drift.py).
 # Bundles made before it existed lack it; drift monitoring is then off and says so.
 DISTRIBUTION = "distribution.json"
+COLD_START = "cold_start.json"  # optional: bundles without it score users with no history by the network
 
 
 class BundleError(Exception):
@@ -49,6 +50,7 @@ class ModelBundle:
     tiers: RiskTiers
     segments: Segments
     distribution: dict[str, Any] | None = None  # distribution.json as stored, when the bundle has one
+    cold_start: ColdStart | None = None
 
     def build_network(self) -> ChurnNet:
         network = ChurnNet(self.network_config)
@@ -78,11 +80,11 @@ def save_bundle(
     weights = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     files: dict[str, bytes] = {
         WEIGHTS: save_safetensors(weights),
-        "network.json": _json_bytes(network_config.to_json()),
-        "preprocessing.json": _json_bytes(preprocessor.to_json()),
-        "calibration.json": _json_bytes(calibration.to_json()),
-        "tiers.json": _json_bytes(tiers.to_json()),
-        "segments.json": _json_bytes(segments.to_json()),
+        "network.json": json_bytes(network_config.to_json()),
+        "preprocessing.json": json_bytes(preprocessor.to_json()),
+        "calibration.json": json_bytes(calibration.to_json()),
+        "tiers.json": json_bytes(tiers.to_json()),
+        "segments.json": json_bytes(segments.to_json()),
         **(extra_files or {}),
     }
     for name, data in files.items():
@@ -96,7 +98,7 @@ def save_bundle(
         **manifest_fields,
         "files": {name: sha256(data) for name, data in sorted(files.items())},
     }
-    (path / MANIFEST).write_bytes(_json_bytes(manifest))
+    (path / MANIFEST).write_bytes(json_bytes(manifest))
     return path
 
 
@@ -154,6 +156,11 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
     numbers = [*preprocessor.mean, *preprocessor.scale, *parts["calibration.json"].values()]
     if not all(math.isfinite(x) for x in numbers if isinstance(x, float)):
         raise _fail(path, "finite preprocessing", "a mean, scale or calibration value is not finite")
+    cold_start = None
+    if COLD_START in contents:
+        cold_start = ColdStart.from_json(json.loads(contents[COLD_START]))
+        if not 0.0 <= cold_start.probability <= 1.0:
+            raise _fail(path, "cold-start prior", f"probability {cold_start.probability} is not in [0, 1]")
     return ModelBundle(
         version=version,
         path=path,
@@ -165,6 +172,7 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
         tiers=RiskTiers.from_json(parts["tiers.json"]),
         segments=Segments.from_json(parts["segments.json"]),
         distribution=_optional_json(path, contents, DISTRIBUTION),
+        cold_start=cold_start,
     )
 
 
@@ -194,5 +202,5 @@ def _optional_json(path: Path, contents: dict[str, bytes], name: str) -> dict[st
     return data
 
 
-def _json_bytes(data: Any) -> bytes:
+def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

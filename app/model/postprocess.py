@@ -71,3 +71,20 @@ class Segments:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Segments:
         return cls(tuple(data["names"]), np.array(data["centroids"], dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The churn probability of a user with no history: a prior learnt on training users at their first
+    event (the share of them who bought nothing in the horizon after it). The network is not asked: a user
+    with no events is a row of defaults it never saw in training."""
+
+    probability: float
+    users: int  # training users the prior was measured on
+
+    def to_json(self) -> dict[str, Any]:
+        return {"probability": self.probability, "users": self.users}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ColdStart:
+        return cls(float(data["probability"]), int(data["users"]))

@@ -25,11 +25,13 @@ from app.training.datasets import Labelled, Splits
 Vector = npt.NDArray[np.float64]
 Matrix = npt.NDArray[np.float64]
 Scores = tuple[Vector, Vector]  # (validation probabilities, test probabilities)
-# A random forest leaf holds at least this share of training users: a leaf's churn rate is then an
-# average over dozens of users (about 40 on the simulator, 85 on CDNOW), which keeps probabilities
-# smooth and calibrated rather than the 0s and 1s of small leaves.
-FOREST_LEAF_SHARE = 0.005
+# A tree leaf holds at least this share of training rows: a leaf's churn rate is then an average over
+# dozens of users (about 40 on the simulator, 85 on CDNOW, per snapshot), which keeps probabilities
+# smooth and calibrated rather than the 0s and 1s of small leaves. With several snapshots the same users
+# repeat, so a leaf sized in rows (not users) grows with them: it cannot fit one user's few rows.
+LEAF_SHARE = 0.005
 FOREST_MIN_LEAF = 5
+TREE_MIN_LEAF = 50
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,23 @@ def logistic_regression(data: Inputs) -> Scores:
     return _fit(LogisticRegression(max_iter=5000), data, data.scaled)
 
 
+def leaf_size(rows: int, floor: int) -> int:
+    return max(floor, round(LEAF_SHARE * rows))
+
+
 def gradient_boosting(data: Inputs) -> Scores:
-    return _fit(HistGradientBoostingClassifier(random_state=data.seed), data, data.raw)
+    # No built-in early stopping: it would hold out random ROWS, and a user's other snapshots on the
+    # training side would make it stop late. 100 rounds, leaves sized like the forest's.
+    model = HistGradientBoostingClassifier(
+        early_stopping=False,
+        min_samples_leaf=leaf_size(len(data.splits.train.y), 20),
+        random_state=data.seed,
+    )
+    return _fit(model, data, data.raw)
 
 
 def random_forest(data: Inputs) -> Scores:
-    leaf = max(FOREST_MIN_LEAF, round(FOREST_LEAF_SHARE * len(data.splits.train.y)))
+    leaf = leaf_size(len(data.splits.train.y), FOREST_MIN_LEAF)
     forest = RandomForestClassifier(
         n_estimators=200, min_samples_leaf=leaf, random_state=data.seed, n_jobs=1
     )  # one core, like every other model of the run: training must not crowd a machine that serves
@@ -79,7 +92,10 @@ def random_forest(data: Inputs) -> Scores:
 
 def decision_tree_entropy(data: Inputs) -> Scores:
     tree = DecisionTreeClassifier(
-        criterion="entropy", max_depth=6, min_samples_leaf=50, random_state=data.seed
+        criterion="entropy",
+        max_depth=6,
+        min_samples_leaf=leaf_size(len(data.splits.train.y), TREE_MIN_LEAF),
+        random_state=data.seed,
     )
     return _fit(tree, data, data.raw)
 
@@ -135,16 +151,26 @@ STANDARD: dict[str, Baseline] = {
 
 
 def _rfm(events: pd.DataFrame, part: Labelled) -> pd.DataFrame:
-    """frequency (repeat purchase days), recency and T in days, as of the part's cutoff."""
-    mine = events[events["user_id"].isin(part.user_ids) & (events["ts_s"] <= part.as_of)]
+    """frequency (repeat purchase days), recency and T in days, per row as of the row's snapshot."""
+    out = pd.DataFrame(
+        {"frequency": np.zeros(len(part.y)), "recency": np.zeros(len(part.y)), "T": np.ones(len(part.y))}
+    )
+    for at in part.snapshots:
+        rows = np.flatnonzero(part.as_of == at)
+        out.iloc[rows] = _rfm_at(events, part.user_ids[rows], at).to_numpy()
+    return out
+
+
+def _rfm_at(events: pd.DataFrame, users: pd.Index, as_of: int) -> pd.DataFrame:
+    mine = events[events["user_id"].isin(users) & (events["ts_s"] <= as_of)]
     day = mine["ts_s"] // spec.DAY_SECONDS
-    cutoff_day = part.as_of // spec.DAY_SECONDS
+    cutoff_day = as_of // spec.DAY_SECONDS
     first_seen = day.groupby(mine["user_id"]).min()
     bought = mine["kind"] == spec.PURCHASE
     days = day[bought].groupby(mine.loc[bought, "user_id"])
     summary = pd.DataFrame({"first": days.min(), "last": days.max(), "n": days.nunique()})
-    summary = summary.reindex(part.user_ids)
-    first = summary["first"].fillna(first_seen.reindex(part.user_ids))
+    summary = summary.reindex(users)
+    first = summary["first"].fillna(first_seen.reindex(users))
     return pd.DataFrame(
         {
             "frequency": (summary["n"].fillna(1) - 1).to_numpy(),

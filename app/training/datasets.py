@@ -1,6 +1,9 @@
 """Labelled datasets: features as of a cutoff, churn labels from the horizon after it, and splits.
 
-Splits are by time or by disjoint users, never random rows of one user's history.
+Training rows may come from several snapshots (as-of dates every N days up to the train cutoff), each
+labelled by its own window; the same users then repeat across snapshots, so validation (early stopping,
+model selection, calibration) holds out whole USERS, with every snapshot of theirs. Splits are by time
+or by disjoint users, never random rows of one user's history. The as-of date is never a feature.
 """
 
 from __future__ import annotations
@@ -28,13 +31,23 @@ class JobRefused(ValueError):
 
 @dataclass(frozen=True)
 class Labelled:
+    """One row per (user, snapshot); a user appears once per snapshot they had events before."""
+
     user_ids: pd.Index
     X: npt.NDArray[np.float64]
-    y: npt.NDArray[np.int64]  # 1 = churned: no purchase in (cutoff, cutoff + horizon]
-    as_of: int
+    y: npt.NDArray[np.int64]  # 1 = churned: no purchase in (as_of, as_of + horizon]
+    as_of: npt.NDArray[np.int64]  # each row's snapshot time (Unix seconds); never a model input
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> Labelled:
-        return Labelled(self.user_ids[mask], self.X[mask], self.y[mask], self.as_of)
+        return Labelled(self.user_ids[mask], self.X[mask], self.y[mask], self.as_of[mask])
+
+    @property
+    def snapshots(self) -> tuple[int, ...]:
+        return tuple(int(t) for t in np.unique(self.as_of))
+
+    def latest(self) -> Labelled:
+        """The rows of the latest snapshot only: what one snapshot at the cutoff would have given."""
+        return self.subset(self.as_of == self.as_of.max()) if len(self.y) else self
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,26 @@ class Splits:
     train: Labelled
     validation: Labelled
     test: Labelled
+
+    def latest_snapshot(self) -> Splits:
+        """The same users, training and validation rows of the latest snapshot only."""
+        return Splits(self.train.latest(), self.validation.latest(), self.test)
+
+
+def stack(parts: Sequence[Labelled]) -> Labelled:
+    return Labelled(
+        pd.Index(np.concatenate([p.user_ids.to_numpy() for p in parts])),
+        np.concatenate([p.X for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.as_of for p in parts]),
+    )
+
+
+def snapshot_times(cutoff: int, snapshots: int, every_days: int) -> list[int]:
+    """The as-of times of the training snapshots, earliest first, the last one at the cutoff."""
+    if snapshots < 1 or every_days < 1:
+        raise JobRefused(f"snapshots ({snapshots}) and days between them ({every_days}) must be at least 1")
+    return [cutoff - k * every_days * spec.DAY_SECONDS for k in reversed(range(snapshots))]
 
 
 def churn_labels(
@@ -64,13 +97,26 @@ def labelled(
     if users is not None:
         active = active[active.isin(pd.Index(users))]
     index, X = offline.features(events, cutoff, active)
-    return Labelled(index, X, churn_labels(events, index, cutoff, horizon_days), cutoff)
+    as_of = np.full(len(index), cutoff, dtype=np.int64)
+    return Labelled(index, X, churn_labels(events, index, cutoff, horizon_days), as_of)
+
+
+def snapshots_labelled(events: pd.DataFrame, times: Sequence[int], horizon_days: int) -> Labelled:
+    return stack([labelled(events, t, horizon_days) for t in times])
 
 
 def validation_mask(user_ids: pd.Index, share: float, seed: int) -> npt.NDArray[np.bool_]:
-    """A seeded, disjoint-user validation split."""
+    """A seeded, disjoint-user validation split: every row of a held-out user is held out.
+
+    The draw is per distinct user (in sorted order, so it does not depend on row order), which keeps a
+    user's snapshots together: rows of one user on both sides would let early stopping and calibration
+    reward memorising users.
+    """
+    users = np.unique(user_ids.to_numpy())
     rng = np.random.default_rng(seed)
-    return rng.random(len(user_ids)) < share
+    held_out = pd.Index(users[rng.random(len(users)) < share])
+    mask: npt.NDArray[np.bool_] = np.asarray(user_ids.isin(held_out))
+    return mask
 
 
 def time_split(
@@ -80,16 +126,20 @@ def time_split(
     horizon_days: int,
     seed: int,
     validation_share: float = 0.2,
+    snapshots: int = 1,
+    every_days: int = 14,
 ) -> Splits:
-    """Train and validation as of the train cutoff; test as of the later test cutoff."""
+    """Train and validation from snapshots up to the train cutoff; test as of the later test cutoff."""
     train_at, test_at = spec.unix_seconds(train_cutoff), spec.unix_seconds(test_cutoff)
-    if train_at + horizon_days * spec.DAY_SECONDS > test_at:
-        raise JobRefused(
-            f"the train cutoff's label window ({train_cutoff:%Y-%m-%d} + {horizon_days} days) runs past the "
-            f"test cutoff {test_cutoff:%Y-%m-%d}: test labels would leak into training"
-        )
+    times = snapshot_times(train_at, snapshots, every_days)
+    for at in times:  # the latest is the binding one; each is checked, so the rule reads as stated
+        if at + horizon_days * spec.DAY_SECONDS > test_at:
+            raise JobRefused(
+                f"the label window of the snapshot at {_day(at)} ({horizon_days} days) runs past the "
+                f"test cutoff {test_cutoff:%Y-%m-%d}: test labels would leak into training"
+            )
     _require_coverage(events, test_at + horizon_days * spec.DAY_SECONDS)
-    fit = labelled(events, train_at, horizon_days)
+    fit = snapshots_labelled(events, times, horizon_days)
     held_out = validation_mask(fit.user_ids, validation_share, seed)
     return Splits(fit.subset(~held_out), fit.subset(held_out), labelled(events, test_at, horizon_days))
 
@@ -101,15 +151,26 @@ def user_split(
     test_users: Sequence[str],
     seed: int,
     validation_share: float = 0.2,
+    snapshots: int = 1,
+    every_days: int = 14,
 ) -> Splits:
-    """One cutoff; the test set is a disjoint set of users (the CDNOW protocol)."""
+    """Test users as of the cutoff; the other users from snapshots up to it (the CDNOW protocol).
+
+    The test users are disjoint from training; their rows at earlier snapshots are never used. Every
+    earlier snapshot's label window ends before the test labels' window does.
+    """
     at = spec.unix_seconds(cutoff)
     _require_coverage(events, at + horizon_days * spec.DAY_SECONDS)
-    everyone = labelled(events, at, horizon_days)
-    is_test = everyone.user_ids.isin(pd.Index(test_users))
+    everyone = snapshots_labelled(events, snapshot_times(at, snapshots, every_days), horizon_days)
+    is_test = np.asarray(everyone.user_ids.isin(pd.Index(test_users)))
     fit = everyone.subset(~is_test)
     held_out = validation_mask(fit.user_ids, validation_share, seed)
-    return Splits(fit.subset(~held_out), fit.subset(held_out), everyone.subset(is_test))
+    test = everyone.subset(is_test & (everyone.as_of == at))
+    return Splits(fit.subset(~held_out), fit.subset(held_out), test)
+
+
+def _day(at: int) -> str:
+    return f"{pd.Timestamp(at, unit='s'):%Y-%m-%d}"
 
 
 def _require_coverage(events: pd.DataFrame, label_end: int) -> None:

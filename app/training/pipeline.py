@@ -1,5 +1,8 @@
 """One training run: splits -> preprocessing -> MLP + calibration -> baselines -> report -> bundle.
 
+With several training snapshots, the same run on the latest snapshot alone is measured beside it, and the
+MLP is compared with the best baseline by a paired bootstrap over test users.
+
 The MLP, its calibration, the tiers and the segments make the bundle and must succeed (a split they
 cannot be fitted on is refused up front, naming the problem). Baselines, rankings and figures are
 optional: one that fails is listed in the report with its reason, and the run goes on.
@@ -20,13 +23,14 @@ import pandas as pd
 
 from app.model import bundle, drift
 from app.model.postprocess import RiskTiers
-from app.model.preprocess import Preprocessor
-from app.training import baselines, evaluate, importance, report, segmentation
+from app.training import baselines, comparison, evaluate, importance, report, segmentation
+from app.training.cold_start import first_event_prior
 from app.training.datasets import Splits, require_trainable
 from app.training.fail_soft import PartLog
+from app.training.models import fit_all
 from app.training.plots import label
 from app.training.progress import progress
-from app.training.train import TrainConfig, fit_network, fit_platt, logits
+from app.training.train import TrainConfig
 
 HIGH_TIER_SHARE = 0.2  # the riskiest fifth of validation users is "high": a CRM-sized coupon budget
 MEDIUM_TIER_SHARE = 0.3
@@ -53,24 +57,31 @@ def run(
     require_trainable(job.splits)
     steps = progress(total=6, desc="training", unit="step")
     parts = PartLog()
-    tr, va, te = job.splits.train, job.splits.validation, job.splits.test
-    preprocessor = Preprocessor.fit(tr.X)
-    train_scaled, val_scaled, test_scaled = (preprocessor.transform(p.X) for p in (tr, va, te))
+    splits = job.splits
+    tr, va, te = splits.train, splits.validation, splits.test
+    fitted = fit_all(job.events, splits, job.horizon_days, config, reference_models, parts)
+    mlp = fitted.mlp
+    scores = fitted.scores
     steps.update()
 
-    network, network_config, stopping = fit_network(train_scaled, tr.y, val_scaled, va.y, config)
-    calibration = fit_platt(logits(network, val_scaled), va.y)
-
-    def mlp_probability(x_scaled: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
-        return calibration.probability(logits(network, x_scaled))
-
-    steps.update()
-    scores = {"mlp": (mlp_probability(val_scaled), mlp_probability(test_scaled))}
-    inputs = baselines.Inputs(job.events, job.splits, preprocessor, job.horizon_days, config.seed)
-    for name, baseline in reference_models.items():
-        fitted = parts.attempt(f"baseline {label(name)}", partial(_checked, baseline, inputs))
-        if fitted is not None:
-            scores[name] = fitted
+    snapshots = len(tr.snapshots)
+    gain = None
+    if snapshots > 1:  # the same run on the latest snapshot alone: what the earlier snapshots add
+        single = parts.attempt(
+            "one-snapshot comparison",
+            lambda: fit_all(
+                job.events, splits.latest_snapshot(), job.horizon_days, config, reference_models, parts,
+                prefix="one-snapshot ",
+            ),
+        )  # fmt: skip
+        if single is not None:
+            gain = parts.attempt(
+                "one-snapshot gain table",
+                lambda: comparison.snapshot_gain(
+                    te.y, {n: p for n, (_, p) in scores.items()},
+                    {n: p for n, (_, p) in single.scores.items()}, snapshots, config.seed,
+                ),
+            )  # fmt: skip
     steps.update()
 
     # The tiers' decision threshold comes from validation alone, so a test split of one outcome (its
@@ -83,63 +94,96 @@ def run(
         measured = parts.attempt(f"test metrics ({label(name)})", measure)
         if measured is not None:
             metrics[name] = measured
+    # Tiers are shares of the users at one time: the latest snapshot's validation users.
+    latest_val = mlp.probability(va.latest().X)
     tiers = RiskTiers(
-        medium=float(np.quantile(val_mlp, 1 - HIGH_TIER_SHARE - MEDIUM_TIER_SHARE)),
-        high=float(np.quantile(val_mlp, 1 - HIGH_TIER_SHARE)),
+        medium=float(np.quantile(latest_val, 1 - HIGH_TIER_SHARE - MEDIUM_TIER_SHARE)),
+        high=float(np.quantile(latest_val, 1 - HIGH_TIER_SHARE)),
         decision=decision,
     )
+    test_probabilities = {name: test_p for name, (_, test_p) in scores.items()}
+    versus = parts.attempt(
+        "MLP against the best baseline (paired bootstrap)",
+        lambda: comparison.against_best_baseline(te.y, test_probabilities, config.seed),
+    )
+    test_scaled = mlp.preprocessor.transform(te.X)
     drop = parts.attempt(
         "permutation importance",
-        lambda: importance.permutation_importance(mlp_probability, test_scaled, te.y, config.seed),
+        lambda: importance.permutation_importance(mlp.probability_scaled, test_scaled, te.y, config.seed),
     )
-    gain = parts.attempt(
-        "information gain ranking", lambda: importance.information_gain(tr.X, tr.y, config.seed)
+    # Rankings and segments describe users at one time, the latest snapshot, like the tiers.
+    latest_train = tr.latest()
+    latest_scaled = mlp.preprocessor.transform(latest_train.X)
+    information = parts.attempt(
+        "information gain ranking",
+        lambda: importance.information_gain(latest_train.X, latest_train.y, config.seed),
     )
-    segments = segmentation.fit_segments(train_scaled, n_segments, config.seed)
+    segments = segmentation.fit_segments(latest_scaled, n_segments, config.seed)
+    fit_users = tr.user_ids.append(va.user_ids).unique()
+    cold_start = parts.attempt(
+        "cold-start prior",
+        lambda: first_event_prior(job.events, fit_users, int(tr.as_of.max()), job.horizon_days),
+    )
     steps.update()
 
-    version = f"{job.name}-h{job.horizon_days}-" + bundle.sha256(network_weights_bytes(network))[:10]
+    version = f"{job.name}-h{job.horizon_days}-" + bundle.sha256(network_weights_bytes(mlp.network))[:10]
+    sizes = {
+        "train": len(tr.y), "validation": len(va.y), "test": len(te.y),
+        "train_users": comparison.users(tr), "validation_users": comparison.users(va),
+    }  # fmt: skip
+    rates = comparison.snapshot_rates(splits)
     context: dict[str, Any] = {
         "version": version,
         "dataset": job.dataset,
         "horizon_days": job.horizon_days,
         "split": ", ".join(f"{k} {v}" for k, v in job.split.items()),
-        "sizes": {"train": len(tr.y), "validation": len(va.y), "test": len(te.y)},
+        "sizes": sizes,
+        "snapshots": snapshots,
         "test_churn_rate": float(te.y.mean()),
         "hidden": list(config.hidden),
-        "stopping": stopping.describe(),
+        "stopping": mlp.stopping.describe(),
         "command": command,
     }
     evaluation = report.Evaluation(
         y_test=te.y,
-        test_probabilities={name: test_p for name, (_, test_p) in scores.items()},
+        test_probabilities=test_probabilities,
         metrics=metrics,
-        information_gain=gain,
+        information_gain=information,
         permutation_drop=drop,
         segments=segments,
-        segment_sizes=segmentation.profile(segments, train_scaled, tr.y),
+        segment_sizes=segmentation.profile(segments, latest_scaled, latest_train.y),
+        snapshot_rates=rates,
+        snapshot_gain=gain,
+        versus_best_baseline=versus,
     )
+    context["cold_start"] = cold_start
     files = report.files(context, evaluation, parts)
-    # The training rows' distribution of each feature and of the score: the reference drift is measured on.
-    files |= drift.distribution_files(tr.X, mlp_probability(train_scaled))
+    # The distribution of each feature and of the score over the latest snapshot's training rows (one
+    # as-of date, like the served population at any moment): the reference drift is measured on.
+    files |= drift.distribution_files(latest_train.X, mlp.probability(latest_train.X))
+    if cold_start is not None:
+        files[bundle.COLD_START] = bundle.json_bytes(cold_start.to_json())
     steps.update()
     path = bundle.save_bundle(
         store,
         version,
-        network,
-        network_config,
-        preprocessor,
-        calibration,
+        mlp.network,
+        mlp.network_config,
+        mlp.preprocessor,
+        mlp.calibration,
         tiers,
         segments,
         manifest_fields={
             "dataset": job.dataset,
             "horizon_days": job.horizon_days,
             "split": job.split,
-            "sizes": context["sizes"],
+            "sizes": sizes,
+            "snapshots": [r for r in rates if r["rows"].startswith("training")],
             "seed": config.seed,
-            "early_stopping": stopping.to_json(),
+            "early_stopping": mlp.stopping.to_json(),
             "metrics": metrics,
+            "mlp_versus_best_baseline": versus,
+            "cold_start": None if cold_start is None else cold_start.to_json(),
             "failed_parts": parts.failed,
             "command": command,
             "libraries": _libraries(),
@@ -159,16 +203,6 @@ def _test_metrics(
     seed: int,
 ) -> dict[str, float]:
     return evaluate.metrics(y_test, test_p, evaluate.f1_threshold(y_val, val_p), seed)
-
-
-def _checked(baseline: baselines.Baseline, inputs: baselines.Inputs) -> baselines.Scores:
-    """A baseline's probabilities, refused unless they are one finite probability per user."""
-    val_p, test_p = baseline(inputs)
-    splits = inputs.splits
-    for name, p, part in (("validation", val_p, splits.validation), ("test", test_p, splits.test)):
-        if p.shape != part.y.shape or not np.isfinite(p).all():
-            raise ValueError(f"{name} probabilities are not one finite number per {name} user")
-    return val_p, test_p
 
 
 def network_weights_bytes(network: Any) -> bytes:

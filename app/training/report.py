@@ -11,7 +11,7 @@ import numpy as np
 
 from app.features import spec
 from app.model.postprocess import Segments
-from app.training import plots
+from app.training import comparison, plots
 from app.training.evaluate import Labels, Vector, calibration_bins
 from app.training.fail_soft import PartLog
 from app.training.plots import label
@@ -42,6 +42,9 @@ class Evaluation:
     permutation_drop: Vector | None
     segments: Segments
     segment_sizes: list[dict[str, Any]]
+    snapshot_rates: list[dict[str, Any]]  # each training snapshot's rows and churn rate, then the test's
+    snapshot_gain: list[dict[str, Any]] | None  # None: one snapshot, or the comparison failed
+    versus_best_baseline: dict[str, Any] | None
 
 
 def files(context: dict[str, Any], evaluation: Evaluation, parts: PartLog) -> dict[str, bytes]:
@@ -79,15 +82,24 @@ def files(context: dict[str, Any], evaluation: Evaluation, parts: PartLog) -> di
         "calibration": calibration_table(calibration["mlp"]),
         "ranking": ranking_table(e.information_gain, e.permutation_drop),
         "segments": segments_table(e.segment_sizes),
+        "snapshots": comparison.snapshot_table(e.snapshot_rates),
     }
     if e.metrics:
         sections["metrics"] = metrics_table(e.metrics)
+    if "mlp" in e.metrics:
+        sections["snapshots"] += f"\n\nECE of the MLP at the test cutoff: {e.metrics['mlp']['ece']:.4f}."
+    if e.snapshot_gain:
+        sections["gain"] = comparison.gain_table(e.snapshot_gain)
+    if e.versus_best_baseline is not None:
+        sections["versus"] = comparison.comparison_text(e.versus_best_baseline)
     card = model_card(context, sections, parts, list(out))
     text = {
         "metrics.json": to_json(e.metrics),
         "calibration.json": to_json(calibration),
         "feature_importance.json": to_json(ranked),
         "segment_sizes.json": to_json(e.segment_sizes),
+        "snapshots.json": to_json({"rates": e.snapshot_rates, "gain": e.snapshot_gain}),
+        "versus_best_baseline.json": to_json(e.versus_best_baseline),
         "model_card.md": card.encode(),
     }
     return {f"report/{name}": data for name, data in (out | text).items()}
@@ -166,11 +178,31 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         f"- Data: {context['dataset']}",
         f"- Horizon: {context['horizon_days']} days",
         f"- Split: {context['split']}",
-        f"- Rows: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}; "
-        f"test churn rate {context['test_churn_rate']:.3f}",
+        f"- Rows: train {sizes['train']} ({sizes['train_users']} users), validation "
+        f"{sizes['validation']} ({sizes['validation_users']} users, disjoint from training), test "
+        f"{sizes['test']}; {context['snapshots']} training snapshot(s); test churn rate "
+        f"{context['test_churn_rate']:.3f}",
         f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam; {context['stopping']}; "
-        "Platt calibration on validation",
+        "Platt calibration on the validation users' rows of every snapshot",
+        f"- Users with no history: {_cold_start(context.get('cold_start'))}",
         f"- Command: `{context['command']}`",
+        "",
+        "## Training snapshots",
+        "",
+        "Each snapshot's rows are labelled by their own window, which ends at or before the test cutoff; "
+        "the as-of date is not a feature. Validation holds out whole users, with all their snapshots.",
+        "",
+        sections["snapshots"],
+        "",
+        "## Several snapshots against the latest one alone (test)",
+        "",
+        sections.get("gain", "One training snapshot, or the comparison did not complete."),
+        "",
+        "## The MLP against the best baseline (test, paired bootstrap over users)",
+        "",
+        sections.get("versus", missing),
+        "",
+        "The bundle format holds one network, so the MLP is what is served whatever this verdict says.",
         "",
         "## Test metrics",
         "",
@@ -208,6 +240,15 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         "",
     ]
     return "\n".join(lines)
+
+
+def _cold_start(prior: Any) -> str:
+    if prior is None:
+        return "scored by the network (no cold-start prior; see Parts that did not complete)"
+    return (
+        f"probability {prior.probability:.3f}, the churn rate of {prior.users:,} training users in the "
+        'horizon after their first event (`known_user: false`, reason "no history")'
+    )
 
 
 def to_json(data: Any) -> bytes:

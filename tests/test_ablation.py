@@ -1,0 +1,26 @@
+"""`python -m app ablation`: one snapshot against several, and each feature group left out."""
+
+from app.cli import main
+from app.features import spec
+from app.training import ablation, presets
+
+
+def test_every_feature_is_in_one_group_and_a_left_out_group_carries_nothing() -> None:
+    columns = [c for g in ablation.GROUPS for c in ablation.group_columns(g)]
+    assert sorted(columns) == list(range(len(spec.FEATURE_NAMES)))
+    job = presets.simulated(seed=3, n_users=300, snapshots=presets.Snapshots(2))
+    refunds = ablation.group_columns("refunds")
+    blank = ablation.without(job.splits, refunds)
+    assert (blank.train.X[:, refunds] == 0).all() and (blank.test.X[:, refunds] == 0).all()
+    assert job.splits.train.X[:, refunds].any()  # the original is left as it was
+    names = list(ablation.variants(job.splits))
+    assert names[:2] == ["all features, 2 snapshots", "all features, latest snapshot only"]
+    assert len(names) == 2 + len(ablation.GROUPS)
+
+
+def test_the_command_prints_a_row_per_variant(capsys: object) -> None:
+    main(["ablation", "--preset", "sim", "--users", "300", "--snapshots", "2", "--max-epochs", "3"])
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert len(rows) == 2 + len(ablation.GROUPS)
+    assert rows[0].startswith("| all features, 2 snapshots | 0.") and "without support contacts" in out
