@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.cli import main
 from app.features import spec
 from app.features.offline import write_event_log
-from app.model.bundle import BundleError
+from app.model.bundle import BundleError, set_current
 from app.model.drift import DEFAULT_BINS, Reference, distribution, parse_reference, reference_of
 from app.model.drift_monitor import DriftMonitor
 from app.model.scorer import ChurnModel
@@ -173,7 +173,9 @@ def test_the_service_exports_the_psi_of_what_it_serves(redis_url: str, tmp_path:
 def test_a_bundle_without_a_distribution_serves_with_drift_off_and_a_broken_one_is_refused(
     redis_url: str, tmp_path: Path
 ) -> None:
-    store, served, _ = model_store(tmp_path)
+    store, _, _ = model_store(tmp_path)
+    served = variant(store, "without-distribution")  # saved without the optional files
+    set_current(store, served)
     broken = variant(store, "broken-distribution", extra_files={"distribution.json": b'{"format": 1}\n'})
     with live_server(redis_url, model_store=store) as server, server.client() as http:
         drift = http.get("/model").json()["drift"]
@@ -188,7 +190,7 @@ def test_a_bundle_without_a_distribution_serves_with_drift_off_and_a_broken_one_
 def test_the_drift_command_reports_and_plots_a_replay(
     tmp_path: Path, replay: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store, served, _ = model_store(tmp_path)
+    store, _, _ = model_store(tmp_path)
     version = with_distribution(store, "with-distribution")
     steady_log, pricier_log = tmp_path / "steady.parquet", tmp_path / "pricier.csv"
     write_event_log(replay, steady_log)
@@ -208,8 +210,9 @@ def test_the_drift_command_reports_and_plots_a_replay(
     lines = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()[5:] if line}
     assert all(lines[name] == "shift" for name in AMOUNTS)
 
+    plain = variant(store, "without-distribution")  # saved without the optional files
     with pytest.raises(SystemExit, match=r"has no distribution\.json"):
-        main(["drift", "--bundle", str(store / served), "--events", str(steady_log)])
+        main(["drift", "--bundle", str(store / plain), "--events", str(steady_log)])
 
 
 def test_a_distribution_of_other_features_is_malformed() -> None:
