@@ -13,7 +13,8 @@ from app.features import spec
 from app.features.offline import validate_events
 from app.model import bundle
 from app.model.postprocess import ColdStart
-from app.model.scorer import NO_HISTORY, ChurnModel
+from app.model.results import NO_HISTORY
+from app.model.scorer import ChurnModel
 from app.training.cold_start import first_event_prior
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,13 +32,20 @@ class UserScore(TypedDict):
     reasons: list[Reason] | None  # None when the request did not ask for explanations
 
 
+# The one reason of a user scored by the cold-start prior: nothing of theirs moved the probability.
+NO_HISTORY_NAME = "no history"
+NO_HISTORY: Reason = {"feature": NO_HISTORY_NAME, "value": 0.0, "contribution": 0.0}
+
+
 @dataclass(frozen=True)
 class TopReasons:
-    """Each row's k strongest contributions, strongest first, as arrays; only positive ones are reasons."""
+    """Each row's k strongest contributions, strongest first, as arrays; only positive ones are reasons.
+    Rows in `no_history` (users scored by the cold-start prior) have the one reason NO_HISTORY."""
 
     features: npt.NDArray[np.intp]  # (rows, k) feature indices
     values: npt.NDArray[np.float64]  # (rows, k) the features' raw values
     shares: npt.NDArray[np.float64]  # (rows, k) added churn probability
+    no_history: npt.NDArray[np.bool_] | None = None
 
     def as_lists(self) -> list[list[Reason]]:
         """Per row, its reasons as dicts."""
@@ -55,10 +62,14 @@ class TopReasons:
             )
         ]
         positive = (self.shares > 0).sum(axis=1).tolist()
-        return [
+        lists = [
             flat[start : start + count]
             for start, count in zip(range(0, len(flat), top_k), positive, strict=True)
         ]
+        if self.no_history is not None:
+            for row in np.flatnonzero(self.no_history).tolist():
+                lists[row] = [NO_HISTORY]
+        return lists
 
     def names(self, separator: str) -> npt.NDArray[np.object_]:
         """Per row, the reasons' feature names joined by `separator` ("" for a row without reasons).
@@ -71,7 +82,10 @@ class TopReasons:
             separator.join(_FEATURE_NAMES[self.features[row, :count]].tolist())
             for row, count in zip(first.tolist(), positive[first].sum(axis=1).tolist(), strict=True)
         ]
-        return np.array(texts, dtype=object)[inverse.reshape(-1)]
+        names: npt.NDArray[np.object_] = np.array(texts, dtype=object)[inverse.reshape(-1)]
+        if self.no_history is not None:
+            names[self.no_history] = NO_HISTORY_NAME
+        return names
 
 
 @dataclass(frozen=True)

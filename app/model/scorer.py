@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
@@ -9,11 +11,9 @@ from app import metrics
 from app.model.bundle import ModelBundle
 from app.model.engine import InferenceEngine
 from app.model.postprocess import TIERS
-from app.model.results import Reason, ScoredRows, TopReasons
+from app.model.results import ScoredRows, TopReasons
 
 Matrix = npt.NDArray[np.float64]
-# The one reason of a user scored by the cold-start prior: nothing of theirs moved the probability.
-NO_HISTORY: Reason = {"feature": "no history", "value": 0.0, "contribution": 0.0}
 
 
 class ChurnModel:
@@ -49,10 +49,9 @@ class ChurnModel:
         tiers = self.bundle.tiers.tier_index(probability)
         segments = self.bundle.segments.assign(scaled_exact)
         top = None if gradients is None else self._top_reasons(raw, scaled, probability, gradients, top_k)
+        if top is not None and cold is not None:  # the prior, not the network, scored users with no history
+            top = dataclasses.replace(top, no_history=~known)
         reasons = top.as_lists() if top is not None and reason_dicts else None
-        if reasons is not None and cold is not None:
-            for row in np.flatnonzero(~known).tolist():
-                reasons[row] = [NO_HISTORY]
         for tier, count in enumerate(np.bincount(tiers, minlength=len(TIERS))):
             if count:
                 self._tier_counters[tier].inc(int(count))
