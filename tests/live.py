@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,3 +79,36 @@ def live_server(redis_url: str, now: datetime = T, **overrides: Any) -> Iterator
         yield server
     finally:
         server.stop()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve_process(redis_url: str, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`python -m app serve` in a process of its own (for tests that send it signals or run several),
+    with the tests' key and id secret; `env` adds or overrides CHURN_* variables. Its stderr goes to `log`."""
+    settings = settings_for(redis_url)
+    environment = {
+        **os.environ,
+        "CHURN_PORT": str(port),
+        "CHURN_REDIS_URL": redis_url,
+        "CHURN_API_KEYS": json.dumps([TEST_KEY_ENTRY.model_dump()]),
+        "CHURN_ID_SECRET": settings.id_secret.get_secret_value() if settings.id_secret else "",
+        **env,
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=environment, stderr=out)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
+    """Until `url`/readyz answers 200; fails with the log's end if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the service exited during start-up:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the service did not become ready:\n{log.read_text()[-3000:]}")

@@ -3,57 +3,23 @@ and no request it admitted fails (the service runs as its own process: signals n
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 from app.redis_server import free_port
-from tests.live import AUTH, TEST_KEY_ENTRY, settings_for
+from tests.live import AUTH, serve_process, wait_ready
 
-ROOT = Path(__file__).resolve().parents[1]
 DRAIN_S = 1.5
 
 
 def serve(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    settings = settings_for(redis_url)
-    env = {
-        **os.environ,
-        "CHURN_PORT": str(port),
-        "CHURN_REDIS_URL": redis_url,
-        "CHURN_REDIS_PREFIX": "drain",
-        "CHURN_API_KEYS": json.dumps([TEST_KEY_ENTRY.model_dump()]),
-        "CHURN_DRAIN_S": str(DRAIN_S),
-        **{
-            f"CHURN_{name.upper()}": value.get_secret_value()
-            for name, value in settings.model_dump().items()
-            if isinstance(value, SecretStr)
-        },
-    }
-    command = [sys.executable, "-m", "app", "serve"]
-    with log.open("wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stderr=out)
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the service exited during start-up:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the service did not become ready")
+    return serve_process(redis_url, port, log, CHURN_REDIS_PREFIX="drain", CHURN_DRAIN_S=str(DRAIN_S))
 
 
 def test_sigterm_drains_without_failing_an_admitted_request(redis_url: str, tmp_path: Path) -> None:

@@ -5,11 +5,9 @@ model_store/CURRENT; every attempt is audited."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,10 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.model.bundle import set_current
 from app.redis_server import free_port
 from tests.bundles import drop_a_feature_name, flip_weight_bytes, model_store
-from tests.live import AUTH, TEST_KEY_ENTRY, LiveServer, live_server, settings_for
-from tests.test_drain import wait_ready
+from tests.live import AUTH, TEST_KEY_ENTRY, LiveServer, live_server, serve_process, wait_ready
 
-ROOT = Path(__file__).resolve().parents[1]
 USERS = {"user_ids": ["u-1", "u-2"], "explain": False}
 
 
@@ -199,20 +195,15 @@ def test_concurrent_reloads_run_one_after_the_other(redis_url: str, tmp_path: Pa
 
 
 def serve(store: Path, redis_url: str, port: int, audit: Path, log: Path) -> subprocess.Popen[bytes]:
-    settings = settings_for(redis_url)
-    env = {
-        **os.environ,
-        "CHURN_PORT": str(port),
-        "CHURN_REDIS_URL": redis_url,
-        "CHURN_REDIS_PREFIX": "reload",
-        "CHURN_API_KEYS": json.dumps([TEST_KEY_ENTRY.model_dump()]),
-        "CHURN_ID_SECRET": settings.id_secret.get_secret_value() if settings.id_secret else "",
-        "CHURN_MODEL_STORE": str(store),
-        "CHURN_AUDIT_LOG": str(audit),
-        "CHURN_DRAIN_S": "0",
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stderr=out)
+    return serve_process(
+        redis_url,
+        port,
+        log,
+        CHURN_REDIS_PREFIX="reload",
+        CHURN_MODEL_STORE=str(store),
+        CHURN_AUDIT_LOG=str(audit),
+        CHURN_DRAIN_S="0",
+    )
 
 
 def wait_for_version(http: httpx.Client, version: str) -> None:

@@ -3,12 +3,9 @@ high-risk user is warned once per cool-down, whichever replica scored them; low 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +18,9 @@ import httpx
 
 from app.redis_server import free_port
 from tests.helpers import rfc3339
-from tests.live import AUTH, TEST_KEY_ENTRY
+from tests.live import AUTH, serve_process, wait_ready
 from tests.warning_helpers import SECRET, messages
 
-ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 15
 USERS = ["risky", "steady", "fading"]
 
@@ -32,21 +28,19 @@ USERS = ["risky", "steady", "fading"]
 @contextmanager
 def replica(redis_url: str, log: Path) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "CHURN_PORT": str(port),
-        "CHURN_REDIS_URL": redis_url,
-        "CHURN_REDIS_PREFIX": "test",
-        "CHURN_API_KEYS": json.dumps([TEST_KEY_ENTRY.model_dump()]),
-        "CHURN_ID_SECRET": SECRET.decode(),
-        "CHURN_ALLOWED_LATENESS_S": str(400 * 86_400),
-        "CHURN_DRAIN_S": "0",
-        "CHURN_WARNINGS_ENABLED": "true",
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stderr=out)
+    proc = serve_process(
+        redis_url,
+        port,
+        log,
+        CHURN_REDIS_PREFIX="test",
+        CHURN_ID_SECRET=SECRET.decode(),
+        CHURN_ALLOWED_LATENESS_S=str(400 * 86_400),
+        CHURN_DRAIN_S="0",
+        CHURN_WARNINGS_ENABLED="true",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+        wait_ready(url, proc, log)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -54,18 +48,6 @@ def replica(redis_url: str, log: Path) -> Iterator[str]:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def wait_ready(url: str, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the replica did not become ready:\n{log.read_text()[-3000:]}")
 
 
 def history(now: datetime) -> list[dict[str, Any]]:
@@ -100,8 +82,6 @@ def warning_counts(url: str) -> dict[str, float]:
 
 def test_one_warning_per_cool_down_across_two_replicas(redis_url: str, tmp_path: Path) -> None:
     with replica(redis_url, tmp_path / "a.log") as first, replica(redis_url, tmp_path / "b.log") as second:
-        wait_ready(first, tmp_path / "a.log")
-        wait_ready(second, tmp_path / "b.log")
         now = datetime.now(UTC).replace(microsecond=0)
         sent = httpx.post(f"{first}/events", json={"events": history(now)}, headers=AUTH, timeout=10)
         assert sent.status_code == 200 and sent.json()["rejected"] == [], sent.text
