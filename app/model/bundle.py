@@ -87,19 +87,24 @@ def save_bundle(
         "segments.json": json_bytes(segments.to_json()),
         **(extra_files or {}),
     }
-    for name, data in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(data)
     manifest = {
         "format_version": FORMAT_VERSION,
         "version": version,
         "feature_names": list(spec.FEATURE_NAMES),
         "feature_spec_hash": spec.spec_hash(),
         **manifest_fields,
-        "files": {name: sha256(data) for name, data in sorted(files.items())},
     }
-    (path / MANIFEST).write_bytes(json_bytes(manifest))
+    write_files(path, files, manifest)
     return path
+
+
+def write_files(path: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
+    """A bundle's files into `path`, then its manifest: `manifest` with every file's sha256."""
+    for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    hashes = {name: sha256(data) for name, data in sorted(files.items())}
+    (path / MANIFEST).write_bytes(json_bytes({**manifest, "files": hashes}))
 
 
 def set_current(store: Path, version: str) -> None:

@@ -104,16 +104,7 @@ def recalibrate(bundle_dir: Path, outcomes: Path, store: Path, command: str) -> 
         "report/recalibration.json": bundle.json_bytes(summary),
     }
     path = store / version
-    for name, data in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(data)
-    manifest = {
-        **old.manifest,
-        "version": version,
-        "recalibration": summary,
-        "files": {name: bundle.sha256(data) for name, data in sorted(files.items())},
-    }
-    (path / bundle.MANIFEST).write_bytes(bundle.json_bytes(manifest))
+    bundle.write_files(path, files, {**old.manifest, "version": version, "recalibration": summary})
     bundle.load_bundle(store, version)  # what was written passes the loader's checks
     return path
 
