@@ -1,8 +1,8 @@
 """Redis Cluster specifics of the feature store: fast batch reads, and failures as the service answers them.
 
 A batch read is one MGET per hash tag it touches (app/features/keys.py). redis-py's cluster pipeline
-routes those commands correctly but spends roughly ten times longer per command in Python than a plain
-pipeline does (a 1,000-user read, 64 tags: about 7 ms against 3 ms here), so reads go as one plain
+routes those commands correctly but spends more per command in Python than a plain pipeline does
+(`python -m bench.cluster` measures both: about 1.2x the time for 1,000 users), so reads go as one plain
 pipeline to each primary, all primaries at once, using the cluster client's own map of slots to nodes.
 When that map is stale (a MOVED or ASK reply during resharding, a node gone in a failover) the read is
 done again through the cluster client, which follows redirects and refreshes its map; the next read
@@ -67,7 +67,7 @@ class ClusterReads:
             replies = await self._per_primary(keys, groups)
         except (RedisError, RedisClusterException, OSError):
             await self.close()  # clients of nodes that may be gone; made again from the new map
-            replies = await self._through_cluster_client(keys, groups)
+            replies = await self.via_cluster_client(keys, groups)
         blobs: list[bytes | None] = [None] * len(keys)
         for positions, values in zip(groups, replies, strict=True):
             for i, value in zip(positions, values, strict=True):
@@ -101,7 +101,9 @@ class ClusterReads:
                 replies[index] = value
         return replies
 
-    async def _through_cluster_client(self, keys: list[str], groups: list[list[int]]) -> list[Any]:
+    async def via_cluster_client(self, keys: list[str], groups: list[list[int]]) -> list[Any]:
+        """Each group's MGET reply, through redis-py's cluster pipeline: the fallback of `mget`, and the
+        reference `python -m bench.cluster` measures the per-primary reads against."""
         with cluster_faults():
             async with self._cluster.pipeline() as pipe:
                 for positions in groups:
