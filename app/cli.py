@@ -306,7 +306,7 @@ def _backfill(args: argparse.Namespace) -> None:
 def _score_batch(args: argparse.Namespace) -> None:
     from app.bulk import commands
 
-    sys.exit(commands.score_batch(args.users, args.out, args.column, args.batch))
+    sys.exit(commands.score_batch(args.users, args.out, args.column, args.batch, args.warn))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -400,9 +400,20 @@ def main(argv: list[str] | None = None) -> None:
     backfill.add_argument("--events", type=Path, required=True, help="event log (.csv, .jsonl, .parquet)")
     backfill.add_argument("--chunk-rows", type=_positive, default=100_000, help="rows read at a time")
 
-    score_batch = commands.add_parser("score-batch", help="score the users listed in a file into a file")
+    score_batch = commands.add_parser(
+        "score-batch", help="score the users listed in a file, or every known user, into a file"
+    )
+    which = score_batch.add_mutually_exclusive_group(required=True)
+    which.add_argument("--users", type=Path, help="user ids: one a line, or a column of a .csv file")
+    which.add_argument(
+        "--all",
+        dest="users",
+        action="store_const",
+        const=None,
+        help="every user in the user directory (written while CHURN_USER_DIRECTORY is on)",
+    )
     score_batch.add_argument(
-        "--users", type=Path, required=True, help="user ids: one a line, or a column of a .csv file"
+        "--warn", action="store_true", help="send warnings for high-risk users, as the service does"
     )
     score_batch.add_argument("--column", default="user_id", help="the ids' column in a .csv file")
     score_batch.add_argument("--out", type=Path, required=True, help="results: .parquet or .csv")

@@ -114,6 +114,24 @@ class Settings(BaseSettings):
     warnings_policy: Policy = DEFAULT_POLICY
     warnings_policy_file: Path | None = None
 
+    # The user directory: every write also keeps the user's id, sealed (app/features/directory.py), so
+    # that users nobody asks for can be found: the sweep below, `score-batch --all`. Off by default: it
+    # costs about 150 bytes of Redis per user and a seal per user written.
+    user_directory: bool = False
+    # Every this many seconds one replica scores every user in the directory (0: never), so that users
+    # who went quiet are scored, and warned about, without being asked for. Needs the user directory.
+    sweep_interval_s: float = Field(default=0.0, ge=0)
+    sweep_page_users: int = Field(default=512, ge=1, le=MAX_USERS_PER_REQUEST)
+    # The sweep's pace: it yields to live traffic (it is refused admission like any request when the
+    # queue is full, and waits), and never scores more than this many users a second.
+    sweep_max_users_per_s: float = Field(default=20_000.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sweep_needs_the_directory(self) -> Settings:
+        if self.sweep_interval_s and not self.user_directory:
+            raise ValueError("sweep_interval_s needs user_directory: the sweep finds users there")
+        return self
+
     @model_validator(mode="after")
     def _wait_fits_the_socket_timeout(self) -> Settings:
         # WAIT blocks the connection: past the socket timeout it would read as Redis being down.

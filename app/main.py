@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.actions.service import start_warnings
+from app.actions.sweep import start_sweep
 from app.api import admin, docs, documented, errors, events, health, score, users
 from app.api.answer_headers import AnswerHeaders
 from app.api.auth import Keyring
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await scoring.start()
         warnings = start_warnings(settings, redis, pseudonyms, scoring)
         app.state.warnings = warnings and warnings.emitter  # other scoring paths hand answers to it too
+        sweep = start_sweep(settings, redis, store, scoring)
         app.state.settings, app.state.clock, app.state.probe = settings, clock, probe
         app.state.store, app.state.scoring = store, scoring
         app.state.audit = audit = AuditLog(settings.audit_log)
@@ -111,6 +113,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             yield
         finally:
             await model_ops.close()
+            if sweep is not None:
+                await sweep.stop()
             await scoring.stop()
             await store.aclose()
             if warnings is not None:

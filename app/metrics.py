@@ -145,6 +145,18 @@ WARNING_ACTIONS = Counter(
     "churn_warning_actions_total", "Warnings sent, by the action they carry and group.", ["action", "group"]
 )
 WARNING_QUEUE = Gauge("churn_warning_queue_users", "Warnings queued for Redis.", multiprocess_mode="livesum")
+SWEEPS = Counter(
+    "churn_sweeps_total",
+    "Sweeps over the user directory by outcome: completed; failed (Redis failed midway: the next turn "
+    "starts over).",
+    ["outcome"],
+)
+SWEEP_USERS = Counter("churn_sweep_users_total", "Users scored by sweeps over the user directory.")
+SWEEP_LAST_SECONDS = Gauge(
+    "churn_sweep_last_duration_seconds",
+    "How long the last completed sweep took.",
+    multiprocess_mode="mostrecent",
+)
 
 
 def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:

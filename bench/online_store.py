@@ -24,6 +24,7 @@ import redis
 import redis.asyncio as aredis
 
 from app.features.capacity import MAX_PURCHASE_RECORDS
+from app.features.directory import IdSealer
 from app.features.online import OnlineFeatureStore
 from app.features.pseudonym import Pseudonyms
 from app.features.records import RECORD
@@ -32,7 +33,8 @@ from app.schemas import Event
 from app.training.simulate import SimulationConfig, simulate
 
 BATCH = 100
-PSEUDONYMS = Pseudonyms(b"bench-only-id-secret-of-at-least-32-bytes")
+SECRET = b"bench-only-id-secret-of-at-least-32-bytes"
+PSEUDONYMS = Pseudonyms(SECRET)
 BUSY_HISTORY, BUSY_BATCH = 10_000, 1_000
 # A busy user's mix of event types other than purchases, and their shares.
 OTHER_TYPES = ("page_view", "session_start", "add_to_cart", "remove_from_cart", "review", "support_contact")
@@ -85,6 +87,7 @@ async def measure(url: str, events: list[Event], now: datetime, reads: int) -> N
 
     users = sorted({e.user_id for e in events})
     memory = sync.info("memory")["used_memory"] - base_memory
+    directory_rate, directory_memory, entries = await with_directory(client, sync, batches, now, len(events))
     sample = users[:: max(1, len(users) // 500)]
     per_key = statistics.mean(sync.memory_usage(store.key(u)) or 0 for u in sample)
     value_bytes = statistics.mean(sync.strlen(store.key(u)) for u in sample)
@@ -121,6 +124,32 @@ async def measure(url: str, events: list[Event], now: datetime, reads: int) -> N
     print(f"  Redis commands per read:       {round_trips:.0f} MGET (one round trip)")
     print(f"memory per user: {memory / len(users):,.0f} B (used_memory delta); per key {per_key:,.0f} B")
     print(f"  (MEMORY USAGE, of which {value_bytes:,.0f} B are records; aim <= 2,048 B)")
+    added = (directory_memory - memory) / len(users)
+    print(
+        f"with the user directory on:      {directory_rate:10,.0f} events/s (8 in flight), "
+        f"{directory_memory / len(users):,.0f} B per user (+{added:,.0f} B), {entries:,} entries"
+    )
+
+
+async def with_directory(
+    client: aredis.Redis, sync: redis.Redis, batches: list[list[Event]], now: datetime, events: int
+) -> tuple[float, int, int]:
+    """The same concurrent load into an empty Redis with the user directory on: events/s and memory,
+    then the keys written again without it, so what the rest of the run measures is unchanged."""
+    store = OnlineFeatureStore(
+        client, "bench", 3_650 * 86_400, 300, 400, pseudonyms=PSEUDONYMS, directory=IdSealer(SECRET)
+    )
+    sync.flushall()
+    base_memory = sync.info("memory")["used_memory"]
+    started = time.perf_counter()
+    for i in range(0, len(batches), 8):
+        await asyncio.gather(*(store.apply(b, now) for b in batches[i : i + 8]))
+    rate = events / (time.perf_counter() - started)
+    memory = sync.info("memory")["used_memory"] - base_memory
+    entries = 0
+    for key in sync.scan_iter(match="bench:*:id", count=1000):
+        entries += sync.delete(key)
+    return rate, memory, entries
 
 
 def busy_events(

@@ -4,73 +4,18 @@ high-risk user is warned once per cool-down, whichever replica scored them; low 
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from app.redis_server import free_port
-from tests.helpers import rfc3339
-from tests.live import AUTH, serve_process, wait_ready
-from tests.warning_helpers import SECRET, messages
+from tests.live import AUTH
+from tests.warning_helpers import history, messages, replica
 
 ROUNDS = 15
 USERS = ["risky", "steady", "fading"]
-
-
-@contextmanager
-def replica(redis_url: str, log: Path) -> Iterator[str]:
-    port = free_port()
-    proc = serve_process(
-        redis_url,
-        port,
-        log,
-        CHURN_REDIS_PREFIX="test",
-        CHURN_ID_SECRET=SECRET.decode(),
-        CHURN_ALLOWED_LATENESS_S=str(400 * 86_400),
-        CHURN_DRAIN_S="0",
-        CHURN_WARNINGS_ENABLED="true",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, log)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def history(now: datetime) -> list[dict[str, Any]]:
-    """risky: one purchase 200 days ago (high); fading: 40 days ago (medium); steady: every 3 days (low)."""
-
-    def event(user: str, kind: str, days: float, n: int, **fields: Any) -> dict[str, Any]:
-        return {
-            "event_id": f"{user}-{n}",
-            "user_id": user,
-            "type": kind,
-            "ts": rfc3339(now - timedelta(days=days)),
-        } | fields
-
-    events = [
-        event("risky", "purchase", 200, 0, amount=30.0, items=1),
-        event("fading", "purchase", 40, 0, amount=30.0, items=1),
-    ]
-    for i in range(20):
-        events += [
-            event("steady", "session_start", 3 * i + 1, 2 * i),
-            event("steady", "purchase", 3 * i + 0.99, 2 * i + 1, amount=50.0, items=2),
-        ]
-    return events
 
 
 def warning_counts(url: str) -> dict[str, float]:

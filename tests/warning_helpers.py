@@ -1,11 +1,15 @@
-"""Builders for the warning tests: an emitter on the test Redis, answers with chosen tiers, the stream."""
+"""Builders for the warning tests: an emitter on the test Redis, answers with chosen tiers, the stream,
+service processes with warnings on and a history with one user in each tier."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import datetime
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,9 @@ from app.actions.warnings import WarningEmitter, WarningSettings, stream_key
 from app.features.pseudonym import Pseudonyms
 from app.model.postprocess import TIERS
 from app.model.results import ScoredRows
+from app.redis_server import free_port
+from tests.helpers import rfc3339
+from tests.live import serve_process, wait_ready
 
 SECRET = b"tests-only-id-secret-of-at-least-32-bytes"
 NO_CONTROL = ControlGroup(0.0, "seed")
@@ -82,3 +89,53 @@ def as_json(message: dict[str, str], name: str) -> Any:
 
 
 AT = datetime.fromisoformat("2026-03-01T12:00:00+00:00")
+
+
+@contextmanager
+def replica(redis_url: str, log: Path, **env: str) -> Iterator[str]:
+    """A service process with warnings on, on a port of its own; `env` adds CHURN_* settings."""
+    port = free_port()
+    proc = serve_process(
+        redis_url,
+        port,
+        log,
+        CHURN_REDIS_PREFIX="test",
+        CHURN_ID_SECRET=SECRET.decode(),
+        CHURN_ALLOWED_LATENESS_S=str(400 * 86_400),
+        CHURN_DRAIN_S="0",
+        CHURN_WARNINGS_ENABLED="true",
+        **env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def history(now: datetime) -> list[dict[str, Any]]:
+    """risky: one purchase 200 days ago (high); fading: 40 days ago (medium); steady: every 3 days (low)."""
+
+    def event(user: str, kind: str, days: float, n: int, **fields: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"{user}-{n}",
+            "user_id": user,
+            "type": kind,
+            "ts": rfc3339(now - timedelta(days=days)),
+        } | fields
+
+    events = [
+        event("risky", "purchase", 200, 0, amount=30.0, items=1),
+        event("fading", "purchase", 40, 0, amount=30.0, items=1),
+    ]
+    for i in range(20):
+        events += [
+            event("steady", "session_start", 3 * i + 1, 2 * i),
+            event("steady", "purchase", 3 * i + 0.99, 2 * i + 1, amount=50.0, items=2),
+        ]
+    return events

@@ -53,6 +53,15 @@ def start_warnings(
     """The emitter watching every scored batch, its flusher running; None when warnings are off."""
     if not settings.warnings_enabled:
         return None
+    running = start_warnings_for_batch(settings, store_redis, pseudonyms)
+    scoring.observe(running.emitter.observe)
+    return running
+
+
+def start_warnings_for_batch(
+    settings: Settings, store_redis: StoreClient, pseudonyms: Pseudonyms
+) -> RunningWarnings:
+    """The emitter, its flusher running, for a path that hands it answers itself (score-batch)."""
     own = None
     if settings.warnings_redis_url is not None:
         own = connect_store(settings.model_copy(update={"redis_url": settings.warnings_redis_url}))
@@ -61,5 +70,4 @@ def start_warnings(
         own or store_redis, pseudonyms, load_policy(settings), control, warning_settings(settings)
     )
     emitter.start()
-    scoring.observe(emitter.observe)
     return RunningWarnings(emitter, own)

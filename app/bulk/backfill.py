@@ -127,7 +127,7 @@ class Backfill:
     async def _write(self, planned: PlannedWrites) -> _Stored:
         """Apply a planned chunk, then read back the users that had inserted records the store may have
         dropped at once (non-purchases older than its window), before the next chunk can drop more."""
-        replies = await self._store.apply_planned(planned.writes, self._now_s)
+        replies = await self._store.apply_planned(planned.writes, planned.user_ids, self._now_s)
         outcomes = np.fromiter(itertools.chain.from_iterable(replies), np.int64, count=len(planned.records))
         records = planned.records
         maybe = (

@@ -15,9 +15,17 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
+from app.actions.service import start_warnings_for_batch
 from app.bulk.backfill import Backfill, BackfillSummary, format_summary
 from app.bulk.readers import EventFile, open_event_file
-from app.bulk.score_batch import BatchScorer, OutputFile, ScoreSummary, UserListError, read_user_ids
+from app.bulk.score_batch import (
+    BatchScorer,
+    OutputFile,
+    ScoreSummary,
+    UserListError,
+    directory_batches,
+    read_user_ids,
+)
 from app.bulk.score_batch import format_summary as format_scores
 from app.clock import SystemClock
 from app.config import Settings
@@ -81,19 +89,23 @@ async def run_backfill(
         await client.aclose()
 
 
-def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
-    """Score the users listed in `users` into `out`; the exit status: 0 all scored, EXIT_ROWS_REJECTED
+def score_batch(users: Path | None, out: Path, column: str, batch: int, warn: bool) -> int:
+    """Score the users listed in `users` (None: every user in the user directory) into `out`, and with
+    `warn` hand high-risk answers to the warnings; the exit status: 0 all scored, EXIT_ROWS_REJECTED
     some lines were not user ids (the summary says which), 1 the files, the model or the store unusable."""
     from app.main import load_model
     from app.model.bundle import BundleError
 
     settings = Settings()
+    if warn and not settings.warnings_enabled:
+        print("score-batch: --warn needs the warnings on (CHURN_WARNINGS_ENABLED=true)", file=sys.stderr)
+        return 1
     try:
         output = OutputFile(out)
         try:
             model = load_model(settings)
             summary = asyncio.run(
-                run_score_batch(settings, model, users, output, column, batch, SystemClock().now())
+                run_score_batch(settings, model, users, output, column, batch, SystemClock().now(), warn=warn)
             )
         finally:
             output.close()
@@ -107,21 +119,31 @@ def score_batch(users: Path, out: Path, column: str, batch: int) -> int:
 async def run_score_batch(
     settings: Settings,
     model: ChurnModel,
-    users: Path,
+    users: Path | None,
     output: OutputFile,
     column: str,
     batch: int,
     as_of: datetime,
+    *,
+    warn: bool = False,
 ) -> ScoreSummary:
     client = connect(settings)
-    store, _ = open_store(settings, client)
+    store, pseudonyms = open_store(settings, client)
+    warnings = start_warnings_for_batch(settings, client, pseudonyms) if warn else None
     try:
-        scorer = BatchScorer(store, model, settings.explain_top_k)
+        scorer = BatchScorer(store, model, settings.explain_top_k, warnings.emitter if warnings else None)
+        ids = (
+            read_user_ids(users, column, batch)
+            if users is not None
+            else directory_batches(store, client, settings.redis_prefix, batch)
+        )
         started = time.perf_counter()
         with progress_bar(None, "users") as bar:
-            summary = await scorer.run(read_user_ids(users, column, batch), output, as_of, bar.update)
+            summary = await scorer.run(ids, output, as_of, bar.update)
         summary.seconds = time.perf_counter() - started
         return summary
     finally:
+        if warnings is not None:
+            await warnings.stop()
         await store.aclose()
         await client.aclose()

@@ -10,9 +10,10 @@ batch's MGET is sent before the batch before it is scored, so Redis works while 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +24,14 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
+from app.actions.warnings import WarningEmitter
 from app.features import spec
+from app.features.directory import known_users
 from app.features.online import OnlineFeatureStore
 from app.model.postprocess import TIERS
+from app.model.results import ScoredRows
 from app.model.scorer import ChurnModel
+from app.redis_client import StoreClient
 from app.schemas import PRINTABLE_ID
 
 DEFAULT_BATCH: Final = 4_096
@@ -67,6 +72,7 @@ class ScoreSummary:
     refused: int = 0
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    warned: int | None = None  # warnings written, when the run hands its answers to the warnings
 
 
 def read_user_ids(path: Path, column: str, batch: int) -> Iterator[IdBatch]:
@@ -146,16 +152,45 @@ class OutputFile:
         self._writer.close()
 
 
+async def directory_batches(
+    store: OnlineFeatureStore, redis: StoreClient, prefix: str, batch: int
+) -> AsyncIterator[IdBatch]:
+    """Every user in the user directory (app/features/directory.py), `batch` at a time."""
+    if store.directory is None:
+        raise UserListError(
+            "--all needs the user directory (CHURN_USER_DIRECTORY=true when events are written)"
+        )
+    async for page in known_users(redis, prefix, store.directory, batch):
+        yield IdBatch(page)
+
+
+async def _as_async(batches: Iterable[IdBatch]) -> AsyncIterator[IdBatch]:
+    for batch in batches:
+        yield batch
+
+
 class BatchScorer:
-    def __init__(self, store: OnlineFeatureStore, model: ChurnModel, top_k: int) -> None:
+    def __init__(
+        self,
+        store: OnlineFeatureStore,
+        model: ChurnModel,
+        top_k: int,
+        warnings: WarningEmitter | None = None,
+    ) -> None:
         self._store = store
         self._model = model
         self._top_k = top_k
+        self._warnings = warnings  # high-risk answers become warnings, as the service's do
 
     def score(self, user_ids: list[str], blobs: list[bytes | None], as_of: datetime) -> pa.Table:
         """One batch, as the service scores one gathered batch, into the output's columns."""
+        return self._columns(user_ids, self._scored(user_ids, blobs, as_of))
+
+    def _scored(self, user_ids: list[str], blobs: list[bytes | None], as_of: datetime) -> ScoredRows:
         raw, known = self._store.features(blobs, spec.unix_seconds(as_of))
-        scored = self._model.score(raw, known, True, self._top_k, reason_dicts=False)
+        return self._model.score(raw, known, True, self._top_k, reason_dicts=False)
+
+    def _columns(self, user_ids: list[str], scored: ScoredRows) -> pa.Table:
         assert scored.top is not None  # explaining: the reasons are there
         segments = np.array(scored.segment_names, dtype=object)[scored.segment]
         columns = [
@@ -163,7 +198,7 @@ class BatchScorer:
             pa.array(scored.probability),
             pa.array(np.array(TIERS, dtype=object)[scored.tier], pa.string()),
             pa.array(segments, pa.string()),
-            pa.array(known),
+            pa.array(scored.known),
             pa.array(scored.top.names(REASON_SEPARATOR), pa.string()),
             pa.repeat(self._model.version, len(user_ids)),
         ]
@@ -171,14 +206,16 @@ class BatchScorer:
 
     async def run(
         self,
-        batches: Iterator[IdBatch],
+        batches: Iterable[IdBatch] | AsyncIterator[IdBatch],
         out: OutputFile,
         as_of: datetime,
         progress: Callable[[int], object] = lambda users: None,
     ) -> ScoreSummary:
         summary = ScoreSummary()
         pending: tuple[IdBatch, asyncio.Task[list[bytes | None]]] | None = None
-        for batch in itertools.chain(batches, [None]):
+        source = batches if isinstance(batches, AsyncIterator) else _as_async(batches)
+        while True:
+            batch = await anext(source, None)
             # Send the next batch's MGET, let the loop write it out, then score the batch before it.
             upcoming = None
             if batch is not None:
@@ -186,12 +223,23 @@ class BatchScorer:
                 await asyncio.sleep(0)
             if pending is not None:
                 done, fetching = pending
-                table = self.score(done.user_ids, await fetching, as_of)
+                scored = self._scored(done.user_ids, await fetching, as_of)
+                table = self._columns(done.user_ids, scored)
                 out.write(table)
+                if self._warnings is not None:
+                    summary.warned = (summary.warned or 0) + await self._warn(done.user_ids, scored, as_of)
                 self._count(summary, done, table)
                 progress(len(done.user_ids))
+            if upcoming is None:
+                return summary
             pending = upcoming
-        return summary
+
+    async def _warn(self, user_ids: list[str], scored: ScoredRows, as_of: datetime) -> int:
+        """Hand the batch's answers to the warnings; the number of messages written."""
+        assert self._warnings is not None and scored.top is not None
+        with_reasons = dataclasses.replace(scored, reasons=scored.top.as_lists())
+        outcomes = await self._warnings.offer_and_wait(user_ids, with_reasons, self._model.version, as_of)
+        return sum(outcome.sent for outcome in outcomes)
 
     @staticmethod
     def _count(summary: ScoreSummary, batch: IdBatch, table: pa.Table) -> None:
@@ -215,6 +263,10 @@ def format_summary(summary: ScoreSummary, out: Path, model_version: str) -> str:
         f"  known users {summary.known:,}; unknown {summary.users - summary.known:,} (scored on no events)",
         f"  risk tiers: {tiers}",
     ]
+    if summary.warned is not None:
+        lines.append(
+            f"  warnings written: {summary.warned:,} (the rest in a warning tier were within the cool-down)"
+        )
     if summary.refused:
         lines.append(f"  refused ids: {summary.refused:,}")
         lines += [f"    {example}" for example in summary.examples]

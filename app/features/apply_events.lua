@@ -3,13 +3,18 @@
 -- Several users per call, each merged on its own: one call amortises the script's dispatch and the
 -- client's command packing over a group of users, while a group stays small enough that the call is
 -- short (Redis runs nothing else meanwhile).
--- KEYS[2u - 1]: user u's record string; KEYS[2u]: user u's erasure tombstone (absent unless erased).
+-- K keys per user (ARGV[10]: 2, or 3 with the user directory on): KEYS[K(u-1) + 1] user u's record
+-- string; KEYS[K(u-1) + 2] user u's erasure tombstone (absent unless erased); KEYS[K(u-1) + 3] user u's
+-- directory entry (app/features/directory.py).
 -- ARGV[1] prune-before time (Unix s); ARGV[2] TTL (s); ARGV[3] record size (bytes); ARGV[4] struct
 -- format of a record's leading (ts, kind, fingerprint), the kind a single byte just before the
 -- fingerprint; ARGV[5] the fingerprint's offset in a record and ARGV[6] its length (bytes); ARGV[7] the
--- purchase kind; ARGV[8] most non-purchase records kept; ARGV[9] most purchases kept; ARGV[9 + u] user
--- u's new records, concatenated, sorted by (ts, fingerprint), no two with one fingerprint. The layout is
--- in app/features/records.py.
+-- purchase kind; ARGV[8] most non-purchase records kept; ARGV[9] most purchases kept; ARGV[10] K;
+-- ARGV[10 + u] user u's new records, concatenated, sorted by (ts, fingerprint), no two with one
+-- fingerprint; with K = 3, ARGV[10 + users + u] user u's sealed id. The layout is in
+-- app/features/records.py.
+-- The directory entry is set, with the records' expiry, whenever the user's records are written, and
+-- only then: it never outlives them, and events refused for an erased user write none.
 -- The fingerprint of the event id is the idempotency key: a new record whose fingerprint a stored
 -- record holds is a duplicate when the two records are equal, and a conflict (the event id sent again
 -- with another time, type, amount or rating) when they are not; either way nothing is written for it.
@@ -229,8 +234,20 @@ local function apply(key, tombstone, news)
   return result
 end
 
+local K = tonumber(ARGV[10])
+local users = #KEYS / K
 local replies = {}
-for u = 1, #KEYS / 2 do
-  replies[u] = apply(KEYS[2 * u - 1], KEYS[2 * u], ARGV[9 + u])
+for u = 1, users do
+  local base = K * (u - 1)
+  local result = apply(KEYS[base + 1], KEYS[base + 2], ARGV[10 + u])
+  if K == 3 then
+    for j = 1, #result do
+      if result[j] == INSERTED then
+        redis.call('SET', KEYS[base + 3], ARGV[10 + users + u], 'EX', ttl)
+        break
+      end
+    end
+  end
+  replies[u] = result
 end
 return replies

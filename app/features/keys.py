@@ -13,7 +13,8 @@ The version names the record layout: a new layout gets a new key, never a misrea
 held 14-byte records with 32-bit fingerprints, under a tag per user: never read now, such strings expire
 after the retention period, and erasure deletes them). An erased user's pseudonym keeps one key,
 `...:<pseudonym>:erased`, for the allowed lateness: the erasure time (plus the future skew), before
-which the apply script refuses events.
+which the apply script refuses events. With the user directory on, `...:<pseudonym>:id` holds the user's
+id sealed (app/features/directory.py), written and expiring with the records.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Final
 BUCKETS: Final = 64
 KEY_SUFFIX: Final = "ev:v2"
 TOMBSTONE_SUFFIX: Final = "erased"
+DIRECTORY_SUFFIX: Final = "id"  # the user's sealed id, with the user directory on (directory.py)
 # Every key under the user's tag that holds their data: erasure deletes them. A new layout's key joins here.
-DATA_SUFFIXES: Final = (KEY_SUFFIX,)
+DATA_SUFFIXES: Final = (KEY_SUFFIX, DIRECTORY_SUFFIX)
 
 
 def bucket(pseudonym: str) -> int:

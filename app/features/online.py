@@ -34,9 +34,11 @@ from app.features import spec
 from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.cluster import ClusterFault, ClusterReads, PartialWrite, cluster_faults
 from app.features.compute import FloatMatrix, compute_features
+from app.features.directory import IdSealer
 from app.features.events import RejectionReason
 from app.features.keys import (
     DATA_SUFFIXES,
+    DIRECTORY_SUFFIX,
     KEY_SUFFIX,
     TOMBSTONE_SUFFIX,
     by_hash_tag,
@@ -87,6 +89,7 @@ class UserWrite:
     indices: list[int] = field(default_factory=list)
     copies: dict[int, list[int]] = field(default_factory=dict)  # first's request index -> the copies'
     conflicts: list[int] = field(default_factory=list)
+    sealed_id: bytes = b""  # the user's sealed id, for the user directory (empty when it is off)
 
 
 def plan(entries: Sequence[tuple[int, bytes, int, bytes]]) -> UserWrite:
@@ -136,8 +139,11 @@ class OnlineFeatureStore:
         max_purchase_records: int = MAX_PURCHASE_RECORDS,
         ack_replicas: int = 0,
         ack_timeout_ms: int = 500,
+        directory: IdSealer | None = None,
     ) -> None:
         self._redis = redis
+        # With a sealer, every write also keeps the user's sealed id (app/features/directory.py).
+        self.directory = directory
         # On a cluster every command must keep to one slot: reads and writes are grouped by hash tag.
         self._cluster_reads = ClusterReads(redis) if isinstance(redis, RedisCluster) else None
         # Acknowledge a write only once this many replicas have it (WAIT), or answer NotDurable.
@@ -188,6 +194,9 @@ class OnlineFeatureStore:
             return result
         # Keyed by the users' key tags: one pseudonym per user per request.
         writes = {user_tag(self._prefix, self._pseudonyms.of(u)): plan(e) for u, e in by_user.items()}
+        if self.directory is not None:
+            for user_id, write in zip(by_user, writes.values(), strict=True):
+                write.sealed_id = self.directory.seal(user_id)
         started = time.perf_counter()
         replies = await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
@@ -210,11 +219,14 @@ class OnlineFeatureStore:
         """EVALSHA's arguments merging `group`'s users (keys of one slot when on a cluster)."""
         layout = (RECORD.size, LUA_HEAD_FORMAT, FP_OFFSET, FP_BYTES, spec.PURCHASE)
         caps = (self._max_recent, self._max_purchases)
-        # Two keys per user: the records and the tombstone the script checks.
-        keys = [tag + suffix for tag, _ in group for suffix in (KEY_SUFFIX, TOMBSTONE_SUFFIX)]
+        # Per user: the records and the tombstone the script checks (and the directory entry it sets).
+        suffixes = (KEY_SUFFIX, TOMBSTONE_SUFFIX, DIRECTORY_SUFFIX)[: 3 if self.directory else 2]
+        keys = [tag + suffix for tag, _ in group for suffix in suffixes]
         # One argument per user: the script slices it.
         records = [b"".join(write.records) for _, write in group]
-        return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *caps, *records]
+        sealed = [write.sealed_id for _, write in group] if self.directory else []
+        return [APPLY_SHA, len(keys), *keys, prune_before, self._ttl, *layout, *caps, len(suffixes),
+                *records, *sealed]  # fmt: skip
 
     @property
     def retention_s(self) -> int:
@@ -227,10 +239,15 @@ class OnlineFeatureStore:
         within the retention, where live traffic takes only the allowed lateness."""
         return now_s - (self._lateness if lateness_s is None else lateness_s), now_s + self._skew
 
-    async def apply_planned(self, writes: dict[str, UserWrite], now_s: int) -> list[list[int]]:
+    async def apply_planned(
+        self, writes: dict[str, UserWrite], user_ids: Sequence[str], now_s: int
+    ) -> list[list[int]]:
         """The apply script's per-record replies for writes planned elsewhere (keyed by user_tag, each
-        user's records as `plan` leaves them), for callers that plan whole files column-wise. The caller
-        has checked the times against admitted_times."""
+        user's records as `plan` leaves them; `user_ids` in the same order), for callers that plan whole
+        files column-wise. The caller has checked the times against admitted_times."""
+        if self.directory is not None:
+            for user_id, write in zip(user_ids, writes.values(), strict=True):
+                write.sealed_id = self.directory.seal(user_id)
         return await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
 
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
@@ -362,4 +379,5 @@ def store_for(settings: Settings, client: StoreClient, pseudonyms: Pseudonyms) -
         pseudonyms=pseudonyms,
         ack_replicas=settings.ack_replicas,
         ack_timeout_ms=settings.ack_timeout_ms,
+        directory=IdSealer(pseudonyms.secret) if settings.user_directory else None,
     )

@@ -49,6 +49,7 @@ class Pseudonyms:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise IdSecretError(f"the id secret must be at least {MIN_SECRET_BYTES} bytes")
+        self.secret = secret  # other keys derive from it too (the user directory's sealing key)
         key = secret if len(secret) <= _MAX_KEY_BYTES else hashlib.blake2b(secret).digest()
         # Keyed once: each id then costs a copy of the keyed state instead of a new keying, which
         # made the per-id cost about a third lower.
