@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.actions.webhook import Webhook
 
 
 def add_commands(commands: Any) -> None:
@@ -27,6 +30,13 @@ def add_commands(commands: Any) -> None:
     consume.add_argument(
         "--until-idle", action="store_true", help="stop once a read finds nothing (a periodic job's run)"
     )
+    consume.add_argument(
+        "--webhook", help="POST each message to this http(s) URL, signed, acknowledging it once delivered"
+    )
+    consume.add_argument(
+        "--webhook-secret-file", type=Path, help="the shared secret the signature is keyed with (>= 16 bytes)"
+    )
+    consume.add_argument("--webhook-attempts", type=int, default=6, help="attempts per message, with backoff")
 
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True)
@@ -60,16 +70,23 @@ def _consume(args: argparse.Namespace) -> None:
 
     from app.actions.consumer import WarningConsumer
     from app.actions.warnings import stream_key
+    from app.actions.webhook import DeliveryFailed
     from app.config import Settings
 
     settings = Settings()
     url = settings.warnings_redis_url or settings.redis_url
-    out = args.out.open("a") if args.out else sys.stdout
+    webhook = _webhook(args)
+    # With a webhook, messages go there (and to --out when given); without, to --out or stdout.
+    out = args.out.open("a") if args.out else (sys.stdout if webhook is None else None)
 
     def handle(message: dict[str, Any]) -> None:
-        # Written and flushed before the acknowledgement: a crash in between redelivers, never loses.
-        out.write(json.dumps(message) + "\n")
-        out.flush()
+        # Delivered, or written and flushed, before the acknowledgement: a crash in between redelivers,
+        # never loses.
+        if webhook is not None:
+            webhook.deliver(message)
+        if out is not None:
+            out.write(json.dumps(message) + "\n")
+            out.flush()
 
     with redis.Redis.from_url(url, decode_responses=True, socket_timeout=args.block_ms / 1000 + 5) as client:
         consumer = WarningConsumer(
@@ -85,9 +102,26 @@ def _consume(args: argparse.Namespace) -> None:
             )
         except KeyboardInterrupt:
             pass
+        except DeliveryFailed as error:
+            sys.exit(f"warnings consume: {error}; the message stays pending and is delivered again later")
         finally:
-            if args.out:
+            if args.out and out is not None:
                 out.close()
+
+
+def _webhook(args: argparse.Namespace) -> Webhook | None:
+    """The webhook the options ask for, or None; refuses a URL without a secret and the reverse."""
+    from app.actions.webhook import Webhook
+
+    if (args.webhook is None) != (args.webhook_secret_file is None):
+        sys.exit("warnings consume: --webhook and --webhook-secret-file go together")
+    if args.webhook is None:
+        return None
+    try:
+        secret = args.webhook_secret_file.read_bytes().rstrip(b"\r\n")
+        return Webhook(args.webhook, secret, attempts=args.webhook_attempts)
+    except (OSError, ValueError) as error:
+        sys.exit(f"warnings consume: {error}")
 
 
 def _report(args: argparse.Namespace) -> None:
