@@ -71,7 +71,8 @@ def consume(redis_url: str, secret_file: Path, url: str, *args: str) -> subproce
     env = {**os.environ, "CHURN_REDIS_URL": redis_url, "CHURN_REDIS_PREFIX": "test"}
     command = [
         sys.executable, "-m", "app", "warnings", "consume", "--group", "crm", "--consumer", "c1",
-        "--until-idle", "--block-ms", "200", "--webhook", url, "--webhook-secret-file", str(secret_file), *args,
+        "--until-idle", "--block-ms", "200", "--webhook", url, "--webhook-secret-file", str(secret_file),
+        *args,
     ]  # fmt: skip
     return subprocess.run(command, cwd=ROOT, env=env, timeout=120, capture_output=True, text=True)
 
