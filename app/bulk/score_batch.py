@@ -228,7 +228,7 @@ class BatchScorer:
                 out.write(table)
                 if self._warnings is not None:
                     summary.warned = (summary.warned or 0) + await self._warn(done.user_ids, scored, as_of)
-                self._count(summary, done, table)
+                self._count(summary, done, scored)
                 progress(len(done.user_ids))
             if upcoming is None:
                 return summary
@@ -242,13 +242,10 @@ class BatchScorer:
         return sum(outcome.sent for outcome in outcomes)
 
     @staticmethod
-    def _count(summary: ScoreSummary, batch: IdBatch, table: pa.Table) -> None:
-        summary.users += table.num_rows
-        summary.known += int(np.count_nonzero(table.column("known_user").to_numpy()))
-        tiers, counts = np.unique(
-            table.column("risk_tier").to_numpy(zero_copy_only=False), return_counts=True
-        )
-        for tier, count in zip(tiers.tolist(), counts.tolist(), strict=True):
+    def _count(summary: ScoreSummary, batch: IdBatch, scored: ScoredRows) -> None:
+        summary.users += len(scored.tier)
+        summary.known += int(np.count_nonzero(scored.known))
+        for tier, count in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)).tolist(), strict=True):
             summary.tiers[tier] += count
         summary.refused += len(batch.refused)
         summary.examples += batch.refused[: EXAMPLES_KEPT - len(summary.examples)]

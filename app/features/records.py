@@ -71,9 +71,15 @@ if (
     )
 
 
+# Set up once: copying a hash state costs less than half of making one with parameters, per event.
+_FP_STATE: Final = hashlib.blake2b(digest_size=FP_BYTES)
+
+
 def fingerprint(event_id: str) -> bytes:
     """FP_BYTES of the event id's BLAKE2b: what the store knows the event id by."""
-    return hashlib.blake2b(event_id.encode(), digest_size=FP_BYTES).digest()
+    state = _FP_STATE.copy()
+    state.update(event_id.encode())
+    return state.digest()
 
 
 def encode(event: Event, ts: int, fp: bytes) -> bytes:
