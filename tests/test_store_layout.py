@@ -11,7 +11,7 @@ import numpy as np
 
 from app import schemas
 from app.features import events, records, spec
-from app.features.keys import hash_tag
+from app.features.keys import KEY_SUFFIX, hash_tag, user_tag
 from app.features.online import OnlineFeatureStore, plan
 from app.schemas import Event
 from tests.helpers import T_S, T, before, event
@@ -62,6 +62,10 @@ def test_keys_name_the_pseudonym_the_layout_version_and_a_bucket_as_the_hash_tag
     # Users share the 64 tags (so a cluster batch is one command per tag), spread evenly.
     tags = Counter(hash_tag(store.key(f"u-{i}")) for i in range(64_000))
     assert len(tags) == 64 and max(tags.values()) < 1.1 * 1_000
+    # The fast key maker and the one every other key is named by agree.
+    for i in range(10_000):
+        pseudonym = PSEUDONYMS.of(f"u-{i}")
+        assert store.key(f"u-{i}") == user_tag("churn", pseudonym) + KEY_SUFFIX
 
 
 def entry(ts: int, eid: str, index: int, cents: int = 0) -> tuple[int, bytes, int, bytes]:

@@ -40,6 +40,20 @@ def user_tag(prefix: str, pseudonym: str) -> str:
     return f"{prefix}:{{{bucket(pseudonym):02x}}}:{pseudonym}:"
 
 
+class RecordKeys:
+    """`user_tag(prefix, p) + KEY_SUFFIX` for many pseudonyms, at a third of the cost: named once per
+    user of every batch read, where the formatting cost as much as the keyed hash itself."""
+
+    def __init__(self, prefix: str) -> None:
+        # The bucket is the first 32 bits mod 64, which only their last two hex digits decide.
+        assert 256 % BUCKETS == 0
+        self._heads = [f"{prefix}:{{{b % BUCKETS:02x}}}:" for b in range(256)]
+        self._tail = ":" + KEY_SUFFIX
+
+    def of(self, pseudonym: str) -> str:
+        return self._heads[int(pseudonym[6:8], 16)] + pseudonym + self._tail
+
+
 def legacy_keys(prefix: str, pseudonym: str) -> list[str]:
     """Names of earlier layouts, from before users shared bucket tags: never read, but a user's data
     until they expire, so erasure deletes them too (in a slot of their own on a cluster)."""

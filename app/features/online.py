@@ -41,6 +41,7 @@ from app.features.keys import (
     DIRECTORY_SUFFIX,
     KEY_SUFFIX,
     TOMBSTONE_SUFFIX,
+    RecordKeys,
     by_hash_tag,
     legacy_keys,
     user_tag,
@@ -150,6 +151,7 @@ class OnlineFeatureStore:
         self._ack_replicas = ack_replicas
         self._ack_timeout_ms = ack_timeout_ms
         self._prefix = prefix
+        self._record_keys = RecordKeys(prefix)
         self._pseudonyms = pseudonyms
         self._lateness = allowed_lateness_s
         self._skew = max_future_skew_s
@@ -168,7 +170,7 @@ class OnlineFeatureStore:
 
     def key(self, user_id: str) -> str:
         """The user's record string."""
-        return user_tag(self._prefix, self._pseudonyms.of(user_id)) + KEY_SUFFIX
+        return self._record_keys.of(self._pseudonyms.of(user_id))
 
     async def apply(
         self, events: Sequence[Event], now: datetime, *, lateness_s: int | None = None
