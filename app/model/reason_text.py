@@ -46,17 +46,22 @@ SHARE: Final = Number(2, percent=True)
 
 @dataclass(frozen=True)
 class Wording:
-    """`text` with `{value}` in it, and `{s}` where a plural takes an "s" (none for a value of exactly 1);
-    `special` is a value with a meaning of its own (a default that stands for "none") and its text."""
+    """`text` with `{value}` in it, and `{s}` where a plural takes an "s" (none when the value is written
+    "1"); `special` is a value with a meaning of its own (a default that stands for "none") and its text."""
 
     text: str
     number: Number = COUNT
     special: tuple[float, str] | None = None
 
-    def phrase(self, value: float) -> str:
-        if self.special is not None and value == self.special[0]:
+    def is_special(self, value: float) -> bool:
+        # The exact value, not as written: a mean gap of 0.3 days is written 0 but is not "no gap".
+        return self.special is not None and value == self.special[0]
+
+    def phrase(self, value: float, special: bool) -> str:
+        if special and self.special is not None:
             return self.special[1]
-        return self.text.format(value=self.number(value), s="" if value == 1 else "s")
+        written = self.number(value)
+        return self.text.format(value=written, s="" if written == "1" else "s")
 
 
 _CAP = spec.RECENCY_CAP_DAYS
@@ -134,29 +139,40 @@ class ReasonTexts:
         # Values are rounded as they are written before sentences are made once per distinct (feature,
         # written value): a batch repeats a few hundred of them across thousands of reasons.
         self._scale = np.array([10.0**w.number.decimals for w in self._wordings])
+        self._special = np.array([np.nan if w.special is None else w.special[0] for w in self._wordings])
         self._suffixes = [
             "" if np.isnan(t) else f" (customers who stay: typically {w.number(float(t))})"
             for w, t in zip(self._wordings, self.typical.tolist(), strict=True)
         ]
 
     def sentence(self, feature: int, value: float) -> str:
-        return self._wordings[feature].phrase(value) + self._suffixes[feature]
+        wording = self._wordings[feature]
+        return self._sentence(feature, value, wording.is_special(value))
+
+    def _sentence(self, feature: int, value: float, special: bool) -> str:
+        return self._wordings[feature].phrase(value, special) + self._suffixes[feature]
 
     def sentences(self, features: npt.NDArray[np.intp], values: npt.NDArray[np.float64]) -> list[str]:
         """The sentence of each (feature, value) pair, in order."""
         if not len(features):
             return []
         scale = self._scale[features]
-        # One int64 key per pair, (written value in its last decimal) x features + feature: a 1-D unique,
-        # several times cheaper than a unique over rows of pairs. Clipped far beyond any real value.
+        # One int64 key per pair, ((written value in its last decimal) x 2 + special) x features + feature:
+        # a 1-D unique, several times cheaper than a unique over rows of triples. Clipped far beyond any
+        # real value.
         steps = np.rint(np.clip(values * scale, -_STEPS_MAX, _STEPS_MAX)).astype(np.int64)
+        special = values == self._special[features]
         n = len(self._wordings)
-        distinct, inverse = np.unique(steps * n + features, return_inverse=True)
+        distinct, inverse = np.unique((steps * 2 + special) * n + features, return_inverse=True)
         feature_of = distinct % n
-        written = ((distinct - feature_of) // n) / self._scale[feature_of]
-        texts = [self.sentence(f, v) for f, v in zip(feature_of.tolist(), written.tolist(), strict=True)]
+        special_of = (distinct // n) % 2
+        written = (distinct // n // 2) / self._scale[feature_of]
+        texts = [
+            self._sentence(f, v, bool(hit))
+            for f, v, hit in zip(feature_of.tolist(), written.tolist(), special_of.tolist(), strict=True)
+        ]
         result: list[str] = np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
         return result
 
 
-_STEPS_MAX: Final = 2.0**52 / 1024  # keys stay exact int64 for up to 1024 features
+_STEPS_MAX: Final = 2.0**52 / 2048  # keys stay exact in int64 for up to 1024 features
