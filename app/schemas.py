@@ -196,7 +196,8 @@ class Reason(BaseModel):
     value: float = Field(description="The user's value of the feature")
     contribution: float = Field(
         description="Added log-odds of churn on the calibrated scale: calibration slope x gradient of the "
-        "logit x (value - training mean), in the scaled feature space. Positive: every reason pushes risk up"
+        "logit x (value - training mean), in the scaled feature space. Positive (a feature is a reason only "
+        'when it pushes risk up); 0 for "no history"'
     )
     typical_value: float | None = Field(
         description="The feature's median among retained training users (no churn) at the latest training "
