@@ -123,6 +123,7 @@ def test_sentences_made_once_per_distinct_value_are_each_pairs_own() -> None:
     values[:5] = spec.RECENCY_CAP_DAYS
     expected = [texts.sentence(int(f), float(v)) for f, v in zip(features, values, strict=True)]
     assert texts.sentences(features, values) == expected
+    assert texts.sentences(features[::-1], values[::-1]) == expected[::-1]  # again, from the kept sentences
     assert len(set(expected)) > 300  # many distinct sentences, so a mix-up would show
 
 

@@ -136,10 +136,12 @@ class ReasonTexts:
     def __init__(self, names: Sequence[str], typical: npt.NDArray[np.float64] | None) -> None:
         self._wordings = [wording_of(name) or _fallback(name) for name in names]
         self.typical = np.full(len(names), np.nan) if typical is None else typical
-        # Values are rounded as they are written before sentences are made once per distinct (feature,
-        # written value): a batch repeats a few hundred of them across thousands of reasons.
+        # Values are rounded as they are written, and a sentence is made once per distinct (feature,
+        # written value) and kept for later batches: batches repeat a few thousand of them at most, and
+        # formatting each reason anew cost more than the rest of building the reasons.
         self._scale = np.array([10.0**w.number.decimals for w in self._wordings])
         self._special = np.array([np.nan if w.special is None else w.special[0] for w in self._wordings])
+        self._cache: dict[int, str] = {}
         self._suffixes = [
             "" if np.isnan(t) else f" (customers who stay: typically {w.number(float(t))})"
             for w, t in zip(self._wordings, self.typical.tolist(), strict=True)
@@ -148,6 +150,14 @@ class ReasonTexts:
     def sentence(self, feature: int, value: float) -> str:
         wording = self._wordings[feature]
         return self._sentence(feature, value, wording.is_special(value))
+
+    def _made(self, key: int) -> str:
+        """The sentence of one key of `sentences`, made and kept for the batches that follow."""
+        n = len(self._wordings)
+        feature, rest = key % n, key // n
+        written = (rest // 2) / float(self._scale[feature])
+        text = self._cache[key] = self._sentence(feature, written, bool(rest % 2))
+        return text
 
     def _sentence(self, feature: int, value: float, special: bool) -> str:
         return self._wordings[feature].phrase(value, special) + self._suffixes[feature]
@@ -164,15 +174,14 @@ class ReasonTexts:
         special = values == self._special[features]
         n = len(self._wordings)
         distinct, inverse = np.unique((steps * 2 + special) * n + features, return_inverse=True)
-        feature_of = distinct % n
-        special_of = (distinct // n) % 2
-        written = (distinct // n // 2) / self._scale[feature_of]
-        texts = [
-            self._sentence(f, v, bool(hit))
-            for f, v, hit in zip(feature_of.tolist(), written.tolist(), special_of.tolist(), strict=True)
-        ]
+        keys = distinct.tolist()
+        cache = self._cache
+        if len(cache) > _CACHE_MAX:  # bounded: continuous values (days, amounts) keep adding sentences
+            cache.clear()
+        texts = [cache.get(key) or self._made(key) for key in keys]
         result: list[str] = np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
         return result
 
 
 _STEPS_MAX: Final = 2.0**52 / 2048  # keys stay exact in int64 for up to 1024 features
+_CACHE_MAX: Final = 100_000  # sentences kept across batches (~15 MB at most)
