@@ -178,9 +178,32 @@ class ScoreRequest(BaseModel):
 
 
 class Reason(BaseModel):
-    feature: str
-    value: float
-    contribution: float  # added churn probability, gradient x (value - training mean)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "feature": "refund_count_30d",
+                    "value": 3.0,
+                    "contribution": 1.42,
+                    "typical_value": 0.0,
+                    "text": "3 refunds in the last 30 days (customers who stay: typically 0)",
+                }
+            ]
+        }
+    )
+
+    feature: str = Field(description='The feature\'s name (app/features/spec.py), or "no history"')
+    value: float = Field(description="The user's value of the feature")
+    contribution: float = Field(
+        description="Added log-odds of churn on the calibrated scale: calibration slope x gradient of the "
+        "logit x (value - training mean), in the scaled feature space. Positive (a feature is a reason only "
+        'when it pushes risk up); 0 for "no history"'
+    )
+    typical_value: float | None = Field(
+        description="The feature's median among retained training users (no churn) at the latest training "
+        "snapshot; null when the model bundle does not store it"
+    )
+    text: str = Field(description="The reason in plain words, with the value and the typical value")
 
 
 class UserScore(BaseModel):

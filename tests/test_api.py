@@ -47,7 +47,15 @@ def test_events_then_score_in_request_order(server: LiveServer) -> None:
     bundle = server.settings.model_store / scored["model_version"]
     prior = json.loads((bundle / "cold_start.json").read_text())["probability"]
     assert results[1]["churn_probability"] == prior
-    assert results[1]["reasons"] == [{"feature": "no history", "value": 0.0, "contribution": 0.0}]
+    assert results[1]["reasons"] == [
+        {
+            "feature": "no history",
+            "value": 0.0,
+            "contribution": 0.0,
+            "typical_value": None,
+            "text": "no history: a new customer, scored by the prior for new customers",
+        }
+    ]
     for r in results:
         assert 0.0 <= r["churn_probability"] <= 1.0
         assert r["risk_tier"] in ("low", "medium", "high")
@@ -55,6 +63,8 @@ def test_events_then_score_in_request_order(server: LiveServer) -> None:
         assert not r["known_user"] or all(
             reason["contribution"] > 0 and reason["feature"] in spec.FEATURE_NAMES for reason in r["reasons"]
         )
+        # The served bundle stores no typical values: reasons still read in plain words, without them.
+        assert all(reason["typical_value"] is None and reason["text"] for reason in r["reasons"])
         assert len(r["reasons"]) <= server.settings.explain_top_k
 
 

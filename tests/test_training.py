@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from app.features import spec
+from app.features import offline, spec
 from app.model import bundle
 from app.training import pipeline, presets
-from app.training.datasets import JobRefused, time_split
+from app.training.datasets import JobRefused, churn_labels, time_split
 from app.training.train import TrainConfig
 
 CONFIG = TrainConfig(max_epochs=12, patience=5, seed=11)
@@ -181,3 +181,21 @@ def test_the_bundle_stores_the_training_distribution_drift_is_measured_against(t
     latest = loaded.manifest["snapshots"][-1]["rows_count"]
     assert 0 < reference.rows <= latest and reference.rows < loaded.manifest["sizes"]["train"]
     assert np.allclose(reference.shares.sum(axis=1), 1.0)
+
+
+def test_the_bundle_stores_the_median_of_each_feature_among_retained_users_at_the_latest_snapshot(
+    job: pipeline.TrainingJob, trained: Path
+) -> None:
+    loaded = bundle.load_bundle(trained.parent, trained.name)
+    assert loaded.typical is not None and bundle.REASONS in loaded.manifest["files"]
+    # Recomputed from the event log: the latest snapshot's training users, their features and labels.
+    train = job.splits.train
+    latest = int(train.as_of.max())
+    users = train.user_ids[train.as_of == latest]
+    index, X = offline.features(job.events, latest, users)
+    labels = churn_labels(job.events, index, latest, job.horizon_days)
+    assert 0 < (labels == 0).sum() < len(labels)  # retained and churned users both, so the filter matters
+    retained = X[labels == 0]
+    assert loaded.typical.retained_users == len(retained)
+    assert np.allclose(loaded.typical.values, np.median(retained, axis=0))
+    assert not np.allclose(loaded.typical.values, np.median(X, axis=0))

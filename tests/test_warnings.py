@@ -18,7 +18,7 @@ from app.actions.policy import ControlGroup
 from app.actions.service import load_policy
 from app.actions.warnings import Candidate, Outcome, candidates, stream_key
 from app.config import Settings
-from tests.warning_helpers import AT, emitter, messages, policy, rows
+from tests.warning_helpers import AT, emitter, messages, policy, reason_of, rows
 
 COUPON = {"coupon_5": {"kind": "coupon", "params": {"value": 5, "currency": "EUR"}, "daily_budget": 2}}
 
@@ -50,9 +50,7 @@ def test_a_high_risk_user_gets_one_message_with_every_field(redis_url: str) -> N
         "big spenders",
         "v1",
     )
-    assert json.loads(message["reasons"]) == [
-        {"feature": "purchase_count_90d", "value": 1.0, "contribution": 0.1}
-    ]
+    assert json.loads(message["reasons"]) == [reason_of("purchase_count_90d")]
     assert (message["action"], message["action_kind"], message["action_reason"]) == (
         "coupon_20",
         "coupon",

@@ -20,7 +20,7 @@ from app.actions.policy import DEFAULT_POLICY, ControlGroup, Policy
 from app.actions.warnings import WarningEmitter, WarningSettings, stream_key
 from app.features.pseudonym import Pseudonyms
 from app.model.postprocess import TIERS
-from app.model.results import ScoredRows
+from app.model.results import Reason, ScoredRows
 from app.redis_server import free_port
 from tests.helpers import rfc3339
 from tests.live import serve_process, wait_ready
@@ -58,6 +58,16 @@ async def emitter(
         await client.aclose()
 
 
+def reason_of(feature: str) -> Reason:
+    return {
+        "feature": feature,
+        "value": 1.0,
+        "contribution": 0.1,
+        "typical_value": 0.0,
+        "text": f"{feature}: 1",
+    }
+
+
 def rows(
     tiers: list[str], segment: str = "lapsed", known: bool = True, reason: str | None = None
 ) -> ScoredRows:
@@ -69,7 +79,7 @@ def rows(
         segment=np.full(n, SEGMENTS.index(segment), dtype=np.int64),
         known=np.full(n, known),
         segment_names=SEGMENTS,
-        reasons=None if reason is None else [[{"feature": reason, "value": 1.0, "contribution": 0.1}]] * n,
+        reasons=None if reason is None else [[reason_of(reason)]] * n,
     )
 
 

@@ -1,7 +1,8 @@
 """Model bundles in model_store/: data, never code (safetensors + JSON + a manifest of hashes).
 
 Layout: model_store/<version>/{manifest.json, model.safetensors, network.json, preprocessing.json,
-calibration.json, tiers.json, segments.json, report files}; model_store/CURRENT names the version served.
+calibration.json, tiers.json, segments.json, optional distribution.json, cold_start.json and reasons.json,
+report files}; model_store/CURRENT names the version served.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.features import spec
 from app.model.network import ChurnNet, NetworkConfig
 from app.model.postprocess import ColdStart, PlattCalibration, RiskTiers, Segments
 from app.model.preprocess import Preprocessor
+from app.model.typical import TypicalValues, TypicalValuesError
 
 FORMAT_VERSION = 1
 CURRENT_POINTER = "CURRENT"
@@ -32,6 +34,9 @@ REQUIRED_FILES = (WEIGHTS, *JSON_PARTS)
 # Bundles made before it existed lack it; drift monitoring is then off and says so.
 DISTRIBUTION = "distribution.json"
 COLD_START = "cold_start.json"  # optional: bundles without it score users with no history by the network
+# Optional: each feature's typical value among retained training users, which reasons quote; bundles
+# without it give reasons whose typical_value is null.
+REASONS = "reasons.json"
 
 
 class BundleError(Exception):
@@ -51,6 +56,7 @@ class ModelBundle:
     segments: Segments
     distribution: dict[str, Any] | None = None  # distribution.json as stored, when the bundle has one
     cold_start: ColdStart | None = None
+    typical: TypicalValues | None = None  # reasons.json, when the bundle has one
 
     def build_network(self) -> ChurnNet:
         network = ChurnNet(self.network_config)
@@ -166,6 +172,12 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
         cold_start = ColdStart.from_json(json.loads(contents[COLD_START]))
         if not 0.0 <= cold_start.probability <= 1.0:
             raise _fail(path, "cold-start prior", f"probability {cold_start.probability} is not in [0, 1]")
+    typical = None
+    if (reasons := _optional_json(path, contents, REASONS)) is not None:
+        try:
+            typical = TypicalValues.from_json(reasons, spec.FEATURE_NAMES)
+        except TypicalValuesError as error:
+            raise _fail(path, "typical values", str(error)) from error
     return ModelBundle(
         version=version,
         path=path,
@@ -178,6 +190,7 @@ def load_bundle(store: Path, version: str | None = None) -> ModelBundle:
         segments=Segments.from_json(parts["segments.json"]),
         distribution=_optional_json(path, contents, DISTRIBUTION),
         cold_start=cold_start,
+        typical=typical,
     )
 
 

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from app.features import spec
 from app.model.postprocess import TIERS
+from app.model.reason_text import NO_HISTORY_TEXT, ReasonTexts
 
 _FEATURE_NAMES = np.array(spec.FEATURE_NAMES, dtype=object)
 
@@ -20,7 +21,12 @@ _FEATURE_NAMES = np.array(spec.FEATURE_NAMES, dtype=object)
 class Reason(TypedDict):
     feature: str
     value: float
-    contribution: float  # added churn probability, gradient x (value - training mean)
+    # Added log-odds of churn on the calibrated scale: slope x gradient of the logit x (value - training
+    # mean) in the scaled space. Unlike added probability, it does not vanish where the probability
+    # saturates, so the riskiest users keep their reasons.
+    contribution: float
+    typical_value: float | None  # the feature's median among retained training users; None: not in the bundle
+    text: str  # the reason in plain words, for a person reading it
 
 
 class UserScore(TypedDict):
@@ -34,7 +40,13 @@ class UserScore(TypedDict):
 
 # The one reason of a user scored by the cold-start prior: nothing of theirs moved the probability.
 NO_HISTORY_NAME = "no history"
-NO_HISTORY: Reason = {"feature": NO_HISTORY_NAME, "value": 0.0, "contribution": 0.0}
+NO_HISTORY: Reason = {
+    "feature": NO_HISTORY_NAME,
+    "value": 0.0,
+    "contribution": 0.0,
+    "typical_value": None,
+    "text": NO_HISTORY_TEXT,
+}
 
 
 @dataclass(frozen=True)
@@ -44,28 +56,32 @@ class TopReasons:
 
     features: npt.NDArray[np.intp]  # (rows, k) feature indices
     values: npt.NDArray[np.float64]  # (rows, k) the features' raw values
-    shares: npt.NDArray[np.float64]  # (rows, k) added churn probability
+    shares: npt.NDArray[np.float64]  # (rows, k) added log-odds of churn
     no_history: npt.NDArray[np.bool_] | None = None
 
-    def as_lists(self) -> list[list[Reason]]:
-        """Per row, its reasons as dicts."""
-        top_k = self.features.shape[1]
-        # One flat list of reason dicts, then per row the prefix of positive shares (rows are sorted
-        # descending): a comprehension per row cost ~5 us a user at thousands of users per batch.
+    def as_lists(self, texts: ReasonTexts) -> list[list[Reason]]:
+        """Per row, its reasons as dicts, with the typical values and sentences of `texts`."""
+        # One flat list of the positive reasons' dicts (each row's are a prefix: rows are sorted
+        # descending), then per row its slice: a comprehension per row cost ~5 us a user at thousands of
+        # users per batch.
+        positive = self.shares > 0
+        features = self.features[positive]
+        values = self.values[positive]
+        typical = texts.typical[features]
         flat: list[Reason] = [
-            {"feature": name, "value": value, "contribution": share}
-            for name, value, share in zip(
-                _FEATURE_NAMES[self.features].ravel().tolist(),
-                self.values.ravel().tolist(),
-                self.shares.ravel().tolist(),
+            {"feature": name, "value": value, "contribution": share, "typical_value": usual, "text": text}
+            for name, value, share, usual, text in zip(
+                _FEATURE_NAMES[features].tolist(),
+                values.tolist(),
+                self.shares[positive].tolist(),
+                _nan_as_none(typical),
+                texts.sentences(features, values),
                 strict=True,
             )
         ]
-        positive = (self.shares > 0).sum(axis=1).tolist()
-        lists = [
-            flat[start : start + count]
-            for start, count in zip(range(0, len(flat), top_k), positive, strict=True)
-        ]
+        counts = positive.sum(axis=1)
+        starts = (np.cumsum(counts) - counts).tolist()
+        lists = [flat[start : start + count] for start, count in zip(starts, counts.tolist(), strict=True)]
         if self.no_history is not None:
             for row in np.flatnonzero(self.no_history).tolist():
                 lists[row] = [NO_HISTORY]
@@ -86,6 +102,13 @@ class TopReasons:
         if self.no_history is not None:
             names[self.no_history] = NO_HISTORY_NAME
         return names
+
+
+def _nan_as_none(values: npt.NDArray[np.float64]) -> list[float | None]:
+    listed: list[float | None] = values.tolist()
+    if np.isnan(values).any():  # a bundle without typical values, or a feature no retained user had
+        listed = [None if v != v else v for v in listed]  # v != v: NaN
+    return listed
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ import numpy as np
 import numpy.typing as npt
 
 from app import metrics
+from app.features import spec
 from app.model.bundle import ModelBundle
 from app.model.engine import InferenceEngine
 from app.model.postprocess import TIERS
+from app.model.reason_text import ReasonTexts
 from app.model.results import ScoredRows, TopReasons
 
 Matrix = npt.NDArray[np.float64]
@@ -23,6 +25,8 @@ class ChurnModel:
         self.bundle = bundle
         self.version = bundle.version
         self.engine = InferenceEngine(bundle, device)
+        typical = None if bundle.typical is None else bundle.typical.values
+        self.reason_texts = ReasonTexts(spec.FEATURE_NAMES, typical)
         self._probability_histogram = metrics.SCORE_PROBABILITY.labels(self.version)
         self._tier_counters = [metrics.SCORES.labels(tier, self.version) for tier in TIERS]
 
@@ -48,10 +52,10 @@ class ChurnModel:
             probability = np.where(known, probability, cold.probability)
         tiers = self.bundle.tiers.tier_index(probability)
         segments = self.bundle.segments.assign(scaled_exact)
-        top = None if gradients is None else self._top_reasons(raw, scaled, probability, gradients, top_k)
+        top = None if gradients is None else self._top_reasons(raw, scaled, gradients, top_k)
         if top is not None and cold is not None:  # the prior, not the network, scored users with no history
             top = dataclasses.replace(top, no_history=~known)
-        reasons = top.as_lists() if top is not None and reason_dicts else None
+        reasons = top.as_lists(self.reason_texts) if top is not None and reason_dicts else None
         for tier, count in enumerate(np.bincount(tiers, minlength=len(TIERS))):
             if count:
                 self._tier_counters[tier].inc(int(count))
@@ -62,15 +66,16 @@ class ChurnModel:
         self,
         raw: Matrix,
         scaled: npt.NDArray[np.float32],
-        probability: Matrix,
         gradients: npt.NDArray[np.float32],
         top_k: int,
     ) -> TopReasons:
-        """Gradient x (input - baseline) on the probability scale; the baseline is the training mean (0
-        after scaling). Only features that push the risk up are reasons."""
+        """Gradient x (input - baseline) on the calibrated logit scale, in log-odds of churn; the baseline
+        is the training mean (0 after scaling). Only features that push the risk up are reasons.
+
+        Not on the probability scale: dp/dlogit = p(1-p) goes to 0 as p nears 1, which would give the
+        riskiest users contributions of ~1e-8, the emptiest explanations where they matter most."""
         slope = self.bundle.calibration.slope
-        dp_dlogit = slope * probability * (1 - probability)
-        contribution = gradients.astype(np.float64) * scaled * dp_dlogit[:, None]
+        contribution = slope * gradients.astype(np.float64) * scaled
         rows = np.arange(len(raw))[:, None]
         # The k largest per row (argpartition), then those k in descending order: no full sort of 46.
         top = np.argpartition(-contribution, top_k - 1, axis=1)[:, :top_k]

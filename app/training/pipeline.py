@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.features import spec
 from app.model import bundle, drift
 from app.model.postprocess import RiskTiers
+from app.model.typical import TypicalValues
 from app.training import baselines, comparison, evaluate, importance, report, segmentation
 from app.training.cold_start import first_event_prior
 from app.training.datasets import Splits, require_trainable
@@ -161,6 +163,9 @@ def run(
     # The distribution of each feature and of the score over the latest snapshot's training rows (one
     # as-of date, like the served population at any moment): the reference drift is measured on.
     files |= drift.distribution_files(latest_train.X, mlp.probability(latest_train.X))
+    # What reasons compare a user with: customers who stayed, at the latest snapshot like the tiers.
+    typical = TypicalValues.of_retained(spec.FEATURE_NAMES, latest_train.X, latest_train.y)
+    files[bundle.REASONS] = bundle.json_bytes(typical.to_json())
     if cold_start is not None:
         files[bundle.COLD_START] = bundle.json_bytes(cold_start.to_json())
     steps.update()
