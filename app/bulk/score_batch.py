@@ -237,7 +237,7 @@ class BatchScorer:
     async def _warn(self, user_ids: list[str], scored: ScoredRows, as_of: datetime) -> int:
         """Hand the batch's answers to the warnings; the number of messages written."""
         assert self._warnings is not None and scored.top is not None
-        with_reasons = dataclasses.replace(scored, reasons=scored.top.as_lists())
+        with_reasons = dataclasses.replace(scored, reasons=scored.top.as_lists(self._model.reason_texts))
         outcomes = await self._warnings.offer_and_wait(user_ids, with_reasons, self._model.version, as_of)
         return sum(outcome.sent for outcome in outcomes)
 
