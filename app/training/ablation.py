@@ -27,12 +27,17 @@ from app.training.train import TrainConfig
 GROUPS: dict[str, tuple[str, ...]] = {
     "sessions and page views": ("session_start_", "page_view_"),
     "cart": ("add_to_cart_", "remove_from_cart_", "cart_conversion_"),
-    "purchases": ("purchase_", "lifetime_"),
-    "refunds": ("refund_",),
+    "purchases": ("purchase_count_", "purchase_amount_", "purchase_gap_", "lifetime_"),
+    "refunds": ("refund_count_", "refund_amount_"),
     "reviews": ("review_", "low_rating_"),
-    "support contacts": ("support_contact_",),
+    "support contacts": ("support_contact_count_",),
     "recency": ("days_since_",),
     "tenure": ("tenure_",),
+    "active days": ("active_days_",),
+    "purchase regularity": ("purchase_period_share_", "purchase_days_", "purchase_overdue_"),
+    "decayed spend": ("spend_decayed_",),
+    "refund and support ratios": ("refund_rate_", "support_contact_rate_"),
+    "trends": ("trend_",),
 }
 MODELS = {"logistic_regression": baselines.logistic_regression}
 
@@ -66,6 +71,11 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
     y = job.splits.test.y
     for name, splits in progress(variants(job.splits).items(), desc="ablation", unit="variant"):
         fitted = fit_all(job.events, splits, job.horizon_days, config, MODELS, PartLog())
+        inputs = baselines.Inputs(job.events, splits, fitted.mlp.preprocessor, job.horizon_days, config.seed)
+        settings: dict[str, dict[str, float]] = {
+            "mlp": {"kept_epoch": fitted.mlp.stopping.kept_epoch},
+            "logistic_regression": {"C": baselines.logistic_c(inputs)},
+        }
         for model, (_, test_p) in fitted.scores.items():
             rows.append(
                 {
@@ -73,6 +83,7 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
                     "model": model,
                     "roc_auc": float(roc_auc_score(y, test_p)),
                     "brier": float(brier_score_loss(y, test_p)),
+                    "settings": settings.get(model, {}),
                 }
             )
     return rows
@@ -80,13 +91,15 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     models = list(dict.fromkeys(r["model"] for r in rows))
-    header = "| variant | " + " | ".join(f"{label(m)} ROC AUC | {label(m)} Brier" for m in models) + " |"
-    lines = [header, "|---" * (1 + 2 * len(models)) + "|"]
+    header = "| variant | " + " | ".join(f"{label(m)} ROC AUC | {label(m)} Brier" for m in models)
+    lines = [header + " | logistic regression C |", "|---" * (2 + 2 * len(models)) + "|"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         cells = {r["model"]: r for r in rows if r["variant"] == variant}
         values = [
             f"{cells[m]['roc_auc']:.4f} | {cells[m]['brier']:.4f}" if m in cells else "- | -" for m in models
         ]
+        chosen = cells.get("logistic_regression", {}).get("settings", {}).get("C")
+        values.append("-" if chosen is None else f"{chosen:g}")
         lines.append(f"| {variant} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
