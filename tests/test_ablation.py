@@ -24,3 +24,6 @@ def test_the_command_prints_a_row_per_variant(capsys: object) -> None:
     rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
     assert len(rows) == 2 + len(ablation.GROUPS)
     assert rows[0].startswith("| all features, 2 snapshots | 0.") and "without support contacts" in out
+    # every other variant gives its paired interval against all features; the first has none
+    assert rows[0].split(" | ")[2] == "-"
+    assert all(" to " in row.split(" | ")[2] for row in rows[1:])
