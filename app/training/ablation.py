@@ -77,11 +77,7 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
     reference: dict[str, Any] = {}
     for name, splits in progress(variants(job.splits).items(), desc="ablation", unit="variant"):
         fitted = fit_all(job.events, splits, job.horizon_days, config, MODELS, PartLog())
-        inputs = baselines.Inputs(job.events, splits, fitted.mlp.preprocessor, job.horizon_days, config.seed)
-        settings: dict[str, dict[str, float]] = {
-            "mlp": {"kept_epoch": fitted.mlp.stopping.kept_epoch},
-            "logistic_regression": {"C": baselines.logistic_c(inputs)},
-        }
+        settings = fitted.settings | {"mlp": {"kept_epoch": fitted.mlp.stopping.kept_epoch}}
         for model, (_, test_p) in fitted.scores.items():
             row = {
                 "variant": name,

@@ -7,7 +7,7 @@ the pipeline runs each on its own, so one that fails on a log is reported and th
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -56,6 +56,16 @@ class Inputs:
         train, validation, test = (self.preprocessor.transform(m) for m in self.raw)
         return train, validation, test
 
+    @cached_property
+    def logistic_c(self) -> float:
+        """Logistic regression's C, chosen once per run on the validation users (choose_logistic_c)."""
+        return choose_logistic_c(self)
+
+
+def settings(data: Inputs, completed: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The settings a completed baseline chose on the validation users, for the report beside its scores."""
+    return {"logistic_regression": {"C": data.logistic_c}} if "logistic_regression" in completed else {}
+
 
 Baseline = Callable[[Inputs], Scores]
 
@@ -66,7 +76,7 @@ def _fit(model: object, data: Inputs, X: tuple[Matrix, Matrix, Matrix]) -> Score
     return proba(X[1])[:, 1], proba(X[2])[:, 1]
 
 
-def logistic_c(data: Inputs) -> float:
+def choose_logistic_c(data: Inputs) -> float:
     """The inverse L2 strength of LOGISTIC_C_GRID whose fit on the training rows ranks the validation
     users best (ROC AUC); ties go to the stronger penalty. Validation holds whole users, so the choice
     never sees a user whose other snapshots were fitted on."""
@@ -82,7 +92,7 @@ def logistic_c(data: Inputs) -> float:
 
 
 def logistic_regression(data: Inputs) -> Scores:
-    return _fit(LogisticRegression(C=logistic_c(data), max_iter=5000), data, data.scaled)
+    return _fit(LogisticRegression(C=data.logistic_c, max_iter=5000), data, data.scaled)
 
 
 def leaf_size(rows: int, floor: int) -> int:
