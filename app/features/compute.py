@@ -106,7 +106,7 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     _purchase_history(out, ev, purchases)
     _ratios(out, ev, age)
     _regularity(out, ev, age, purchases)
-    _decay_ratios_and_trends(out, ev, age, purchases)
+    _decayed_spend_and_trends(out, ev, age, purchases)
     return out, np.bincount(ev.user, minlength=n) > 0
 
 
@@ -197,11 +197,6 @@ def _distinct_per_user(user: IntArray, step: IntArray, n: int) -> IntArray:
 
 def _regularity(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
     n = ev.n_users
-    day = age // spec.DAY_SECONDS
-    for days in (30, 90):
-        inside = np.flatnonzero(day < days)
-        out[:, _I[f"active_days_{days}d"]] = _distinct_per_user(ev.user.take(inside), day.take(inside), n)
-
     user, purchase_age = ev.user.take(purchases), age.take(purchases)
     out[:, _I["purchase_days_lifetime"]] = _distinct_per_user(user, purchase_age // spec.DAY_SECONDS, n)
 
@@ -222,30 +217,18 @@ def _regularity(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: Int
     )
 
 
-def _share(numerator: FloatMatrix, denominator: FloatMatrix) -> FloatMatrix:
-    """min(1, numerator / denominator); 1 where only the numerator is positive, 0 where both are 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.minimum(1.0, numerator / denominator)
-    return np.where(denominator > 0, ratio, (numerator > 0).astype(np.float64))
-
-
 def _trend(recent: FloatMatrix, ninety: FloatMatrix) -> FloatMatrix:
     earlier = (ninety - recent) / 2.0  # per 30 days, over the 60 days before the 30-day window
     result: FloatMatrix = (recent - earlier) / (recent + earlier + 1.0)
     return result
 
 
-def _decay_ratios_and_trends(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
+def _decayed_spend_and_trends(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
     n = ev.n_users
     half_life = spec.SPEND_HALF_LIFE_DAYS * spec.DAY_SECONDS
     weights = ev.cents.take(purchases) * np.exp2(-age.take(purchases) / half_life)
     spend = np.bincount(ev.user.take(purchases), weights=weights, minlength=n) / 100.0
     out[:, _I[f"spend_decayed_{spec.SPEND_HALF_LIFE_DAYS}d_half_life"]] = spend
-
-    column = out[:, [_I["refund_count_90d"], _I["purchase_count_90d"]]]
-    out[:, _I["refund_rate_90d"]] = _share(column[:, 0], column[:, 1])
-    column = out[:, [_I["support_contact_count_30d"], _I["session_start_count_30d"]]]
-    out[:, _I["support_contact_rate_30d"]] = _share(column[:, 0], column[:, 1])
 
     thirty, ninety = spec.WINDOWS_DAYS.index(30), spec.WINDOWS_DAYS.index(90)
     events_30d = out[:, _COUNT_COLUMNS[:, thirty]].sum(axis=1)

@@ -116,7 +116,7 @@ def _features() -> tuple[Feature, ...]:
             True,
         ),
     ]
-    out += _regularity() + _decay_ratios_and_trends()
+    out += _regularity() + _decayed_spend_and_trends()
     return tuple(out)
 
 
@@ -124,14 +124,6 @@ def _regularity() -> list[Feature]:
     # "Days" and "periods" count back from T: an event's day is (T - ts) // 86400, its period
     # (T - ts) // (PERIOD_DAYS * 86400), so day 0 is the 24 hours ending at T, as in the window rule.
     return [
-        Feature(
-            f"active_days_{days}d",
-            f"number of distinct days (T - ts) // 86400 with an event of any type, in the {days}-day window",
-            0.0,
-            False,
-        )
-        for days in (30, 90)
-    ] + [
         Feature(
             "purchase_period_share_12",
             f"share of the last P {PERIOD_DAYS}-day periods ending at T (period k holds "
@@ -156,27 +148,13 @@ def _regularity() -> list[Feature]:
     ]
 
 
-def _decay_ratios_and_trends() -> list[Feature]:
+def _decayed_spend_and_trends() -> list[Feature]:
     return [
         Feature(
             f"spend_decayed_{SPEND_HALF_LIFE_DAYS}d_half_life",
             f"sum over purchases with ts <= T of amount * 2^(-(T - ts) / {SPEND_HALF_LIFE_DAYS}d)",
             0.0,
             True,
-        ),
-        Feature(
-            "refund_rate_90d",
-            "min(1, refunds / purchases) in the 90-day window; 1 with refunds and no purchases, 0 "
-            "with neither",
-            0.0,
-            False,
-        ),
-        Feature(
-            "support_contact_rate_30d",
-            "min(1, support contacts / session starts) in the 30-day window; 1 with contacts and no "
-            "sessions, 0 with neither",
-            0.0,
-            False,
         ),
         # Recent against earlier, per 30 days: r = the 30-day window's total, e = half the total of
         # T-90d < ts <= T-30d. (r - e) / (r + e + 1) lies in (-1, 1); the +1 keeps a user with one

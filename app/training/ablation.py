@@ -30,15 +30,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "sessions and page views": ("session_start_", "page_view_"),
     "cart": ("add_to_cart_", "remove_from_cart_", "cart_conversion_"),
     "purchases": ("purchase_count_", "purchase_amount_", "purchase_gap_", "lifetime_"),
-    "refunds": ("refund_count_", "refund_amount_"),
+    "refunds": ("refund_",),
     "reviews": ("review_", "low_rating_"),
-    "support contacts": ("support_contact_count_",),
+    "support contacts": ("support_contact_",),
     "recency": ("days_since_",),
     "tenure": ("tenure_",),
-    "active days": ("active_days_",),
     "purchase regularity": ("purchase_period_share_", "purchase_days_", "purchase_overdue_"),
     "decayed spend": ("spend_decayed_",),
-    "refund and support ratios": ("refund_rate_", "support_contact_rate_"),
     "trends": ("trend_",),
 }
 MODELS = {"logistic_regression": baselines.logistic_regression}
