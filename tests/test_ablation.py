@@ -2,7 +2,7 @@
 
 from app.cli import main
 from app.features import spec
-from app.training import ablation, presets
+from app.training import ablation, baselines, presets
 
 
 def test_every_feature_is_in_one_group_and_a_left_out_group_carries_nothing() -> None:
@@ -24,3 +24,9 @@ def test_the_command_prints_a_row_per_variant(capsys: object) -> None:
     rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
     assert len(rows) == 2 + len(ablation.GROUPS)
     assert rows[0].startswith("| all features, 2 snapshots | 0.") and "without support contacts" in out
+    # every other variant gives its paired interval against all features; the first has none
+    assert rows[0].split(" | ")[2] == "-"
+    assert all(" to " in row.split(" | ")[2] for row in rows[1:])
+    # the last column: the C logistic regression chose on the validation users, one of the grid's
+    chosen = {float(row.rstrip(" |").rsplit(" | ", 1)[1]) for row in rows}
+    assert chosen <= set(baselines.LOGISTIC_C_GRID)

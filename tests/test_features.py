@@ -97,3 +97,58 @@ def test_events_after_as_of_are_invisible() -> None:
 def test_specification_hash_is_stable_and_names_are_unique() -> None:
     assert len(set(spec.FEATURE_NAMES)) == spec.N_FEATURES
     assert spec.spec_hash() == spec.spec_hash() and len(spec.spec_hash()) == 64
+
+
+def test_purchase_regularity_decayed_spend_and_trends() -> None:
+    rows = [
+        event("u", "purchase", before(days=100), "p1", amount=10.0),  # period 3 (the first event's)
+        event("u", "purchase", before(days=40), "p2", amount=20.0),  # period 1
+        event("u", "purchase", before(days=10), "p3", amount=5.0),  # period 0, day 10
+        event("u", "purchase", before(days=10, seconds=-60), "p3-same-day", amount=1.0),  # day 9
+        event("u", "refund", before(days=5), "r1", amount=20.0),
+    ]
+    row = feature_row(rows, "u")
+    assert row["purchase_period_share_12"] == 3 / 4  # periods 0..3, purchases in 0, 1 and 3
+    assert row["purchase_days_lifetime"] == 4  # days 100, 40, 10 and 9
+    # gaps 60, 30 and 60 s: mean 30.0002 days; 10 - 60 s since the last purchase
+    gap_mean = (100 * 86_400 - (10 * 86_400 - 60)) / 3 / 86_400
+    assert row["purchase_overdue_ratio"] == pytest.approx((10 - 60 / 86_400) / gap_mean)
+    decayed = (
+        10 * 2 ** (-100 / 30) + 20 * 2 ** (-40 / 30) + 5 * 2 ** (-10 / 30) + 2 ** (-(10 - 60 / 86_400) / 30)
+    )
+    assert row["spend_decayed_30d_half_life"] == pytest.approx(decayed, rel=1e-12)
+    # 30-day window: 3 events, 6.0 spent; T-90d..T-30d: 1 event (20.0), i.e. 0.5 and 10.0 per 30 days
+    assert row["trend_activity_30d_vs_90d"] == pytest.approx((3 - 0.5) / (3 + 0.5 + 1))
+    assert row["trend_spend_30d_vs_90d"] == pytest.approx((6 - 10) / (6 + 10 + 1))
+
+
+def test_regularity_looks_back_twelve_periods_at_most_and_period_edges_are_exclusive() -> None:
+    rows = [event("u", "page_view", before(days=500), "first")]
+    rows += [event("u", "purchase", before(days=30 * k), f"p{k}", amount=1.0) for k in (1, 2)]  # periods 1, 2
+    rows.append(event("u", "purchase", before(days=400), "old", amount=1.0))  # period 13: beyond 12
+    row = feature_row(rows, "u")
+    assert row["purchase_period_share_12"] == 2 / 12
+    short = feature_row([event("v", "purchase", before(days=30), "p", amount=1.0)], "v")
+    assert short["purchase_period_share_12"] == 1 / 2  # periods 0 and 1, a purchase in period 1
+
+
+def test_overdue_ratio_needs_two_purchases_and_is_capped() -> None:
+    one = feature_row([event("u", "purchase", before(days=3), "p", amount=1.0)], "u")
+    assert one["purchase_overdue_ratio"] == spec.OVERDUE_CAP
+    assert one["purchase_days_lifetime"] == 1 and one["trend_activity_30d_vs_90d"] == 0.5
+    # two purchases a second apart: the gap counts as a day, and 200 days since is far past 10 such gaps
+    rows = [event("u", "purchase", before(days=200, seconds=s), f"p{s}", amount=1.0) for s in (0, 1)]
+    assert feature_row(rows, "u")["purchase_overdue_ratio"] == spec.OVERDUE_CAP
+    rows = [event("u", "purchase", before(days=d), f"p{d}", amount=1.0) for d in (4, 24)]
+    assert feature_row(rows, "u")["purchase_overdue_ratio"] == 4 / 20
+
+
+def test_trends_sit_at_0_without_events_in_90_days_and_are_bounded() -> None:
+    assert (
+        feature_row([event("w", "page_view", before(days=200), "v")], "w")["trend_activity_30d_vs_90d"] == 0
+    )
+    row = feature_row(
+        [event("u", "purchase", before(days=60, seconds=s), f"p{s}", amount=500.0) for s in range(3)], "u"
+    )
+    assert row["trend_activity_30d_vs_90d"] == (0 - 1.5) / (0 + 1.5 + 1)
+    assert row["trend_spend_30d_vs_90d"] == (0 - 750) / (0 + 750 + 1)

@@ -32,7 +32,7 @@ def test_event_type_codes_are_pinned() -> None:
     }
     assert get_args(events.EventType) == spec.EVENT_TYPES
     assert schemas.EventType is events.EventType
-    assert spec.spec_hash() == "8d931c2b52dcf88cfdde342a8e71d663b7f102f10584b3decb1d2f9ea669f010"
+    assert spec.spec_hash() == "11c7ba730130415f10582987d6c666eb42e913a6ded096752604fbd0b9e13334"
 
 
 def test_rejection_reasons_are_one_list() -> None:

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from app.features import offline, spec
 from app.model import bundle
-from app.training import pipeline, presets
+from app.training import baselines, pipeline, presets
 from app.training.datasets import JobRefused, churn_labels, time_split
+from app.training.fail_soft import PartLog
+from app.training.models import fit_all
 from app.training.train import TrainConfig
 
 CONFIG = TrainConfig(max_epochs=12, patience=5, seed=11)
@@ -199,3 +203,26 @@ def test_the_bundle_stores_the_median_of_each_feature_among_retained_users_at_th
     assert loaded.typical.retained_users == len(retained)
     assert np.allclose(loaded.typical.values, np.median(retained, axis=0))
     assert not np.allclose(loaded.typical.values, np.median(X, axis=0))
+
+
+def test_logistic_regression_takes_the_c_that_ranks_validation_users_best(job: pipeline.TrainingJob) -> None:
+    models = {"logistic_regression": baselines.logistic_regression}
+    fitted = fit_all(job.events, job.splits, job.horizon_days, CONFIG, models, PartLog())
+    chosen = fitted.settings["logistic_regression"]["C"]
+    train, validation, test = (
+        fitted.mlp.preprocessor.transform(p.X)
+        for p in (job.splits.train, job.splits.validation, job.splits.test)
+    )
+    fits = {
+        c: LogisticRegression(C=c, max_iter=5000).fit(train, job.splits.train.y)
+        for c in baselines.LOGISTIC_C_GRID
+    }
+    aucs = {
+        c: roc_auc_score(job.splits.validation.y, fit.decision_function(validation))
+        for c, fit in fits.items()
+    }
+    assert aucs[chosen] == max(aucs.values())
+    assert len(set(aucs.values())) > 1  # the grid's values do rank the validation users differently
+    np.testing.assert_allclose(
+        fitted.scores["logistic_regression"][1], fits[chosen].predict_proba(test)[:, 1]
+    )

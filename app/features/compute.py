@@ -105,6 +105,8 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     _recency(out, ev, purchases, as_of)
     _purchase_history(out, ev, purchases)
     _ratios(out, ev, age)
+    _regularity(out, ev, age, purchases)
+    _decayed_spend_and_trends(out, ev, age, purchases)
     return out, np.bincount(ev.user, minlength=n) > 0
 
 
@@ -183,3 +185,55 @@ def _ratios(out: FloatMatrix, ev: EventArrays, age: IntArray) -> None:
     reviewed = n_reviews > 0
     out[reviewed, _I["review_rating_mean_90d"]] = rating_sum[reviewed] / n_reviews[reviewed]
     out[:, _I["low_rating_count_90d"]] = np.bincount(user[rating <= spec.LOW_RATING_MAX], minlength=n)
+
+
+def _distinct_per_user(user: IntArray, step: IntArray, n: int) -> IntArray:
+    """Distinct (user, step) pairs per user, for arrays in (user, ts) order: within a user, a step
+    counted back from T ((T - ts) // length) never increases, so each new pair starts where it changes."""
+    new = np.ones(len(user), dtype=bool)
+    new[1:] = (user[1:] != user[:-1]) | (step[1:] != step[:-1])
+    return np.bincount(user[new], minlength=n)
+
+
+def _regularity(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
+    n = ev.n_users
+    user, purchase_age = ev.user.take(purchases), age.take(purchases)
+    out[:, _I["purchase_days_lifetime"]] = _distinct_per_user(user, purchase_age // spec.DAY_SECONDS, n)
+
+    period_seconds = spec.PERIOD_DAYS * spec.DAY_SECONDS
+    first, _ = _runs(ev.user)
+    periods = np.zeros(n, dtype=np.int64)  # P: the periods a user's history reaches, at most a year's
+    periods[ev.user[first]] = np.minimum(spec.MAX_PERIODS, 1 + age[first] // period_seconds)
+    period = purchase_age // period_seconds
+    counted = period < periods[user]
+    bought = _distinct_per_user(user[counted], period[counted], n)
+    seen = periods > 0
+    out[seen, _I["purchase_period_share_12"]] = bought[seen] / periods[seen]
+
+    repeat = out[:, _I["lifetime_purchases"]] >= 2
+    rhythm = np.maximum(1.0, out[repeat, _I["purchase_gap_mean_days"]])
+    out[repeat, _I["purchase_overdue_ratio"]] = np.minimum(
+        spec.OVERDUE_CAP, out[repeat, _I["days_since_last_purchase"]] / rhythm
+    )
+
+
+def _trend(recent: FloatMatrix, ninety: FloatMatrix) -> FloatMatrix:
+    earlier = (ninety - recent) / 2.0  # per 30 days, over the 60 days before the 30-day window
+    result: FloatMatrix = (recent - earlier) / (recent + earlier + 1.0)
+    return result
+
+
+def _decayed_spend_and_trends(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
+    n = ev.n_users
+    half_life = spec.SPEND_HALF_LIFE_DAYS * spec.DAY_SECONDS
+    weights = ev.cents.take(purchases) * np.exp2(-age.take(purchases) / half_life)
+    spend = np.bincount(ev.user.take(purchases), weights=weights, minlength=n) / 100.0
+    out[:, _I[f"spend_decayed_{spec.SPEND_HALF_LIFE_DAYS}d_half_life"]] = spend
+
+    thirty, ninety = spec.WINDOWS_DAYS.index(30), spec.WINDOWS_DAYS.index(90)
+    events_30d = out[:, _COUNT_COLUMNS[:, thirty]].sum(axis=1)
+    events_90d = out[:, _COUNT_COLUMNS[:, ninety]].sum(axis=1)
+    out[:, _I["trend_activity_30d_vs_90d"]] = _trend(events_30d, events_90d)
+    out[:, _I["trend_spend_30d_vs_90d"]] = _trend(
+        out[:, _I["purchase_amount_30d"]], out[:, _I["purchase_amount_90d"]]
+    )

@@ -36,6 +36,13 @@ LONGEST_WINDOW_DAYS: Final = max(WINDOWS_DAYS)
 # Recency features are capped, and this cap is also their value when there is nothing to measure.
 RECENCY_CAP_DAYS: Final = 730.0
 LOW_RATING_MAX: Final = 2
+# Purchase regularity looks back over at most this many 30-day periods (a year).
+PERIOD_DAYS: Final = 30
+MAX_PERIODS: Final = 12
+# The half-life of a purchase's weight in the decayed spend.
+SPEND_HALF_LIFE_DAYS: Final = 30
+# Overdue ratios beyond this say nothing more than "long overdue": capped, and the value without a rhythm.
+OVERDUE_CAP: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,64 @@ def _features() -> tuple[Feature, ...]:
             True,
         ),
     ]
+    out += _regularity() + _decayed_spend_and_trends()
     return tuple(out)
+
+
+def _regularity() -> list[Feature]:
+    # "Days" and "periods" count back from T: an event's day is (T - ts) // 86400, its period
+    # (T - ts) // (PERIOD_DAYS * 86400), so day 0 is the 24 hours ending at T, as in the window rule.
+    return [
+        Feature(
+            "purchase_period_share_12",
+            f"share of the last P {PERIOD_DAYS}-day periods ending at T (period k holds "
+            f"T-(k+1)*{PERIOD_DAYS}d < ts <= T-k*{PERIOD_DAYS}d) that hold a purchase, where "
+            f"P = min({MAX_PERIODS}, 1 + the period of the first event); 0 without events",
+            0.0,
+            False,
+        ),
+        Feature(
+            "purchase_days_lifetime",
+            "number of distinct days (T - ts) // 86400 with a purchase, ts <= T",
+            0.0,
+            True,
+        ),
+        Feature(
+            "purchase_overdue_ratio",
+            "days_since_last_purchase / max(1, purchase_gap_mean_days), capped at "
+            f"{OVERDUE_CAP:g}; {OVERDUE_CAP:g} with fewer than 2 purchases",
+            OVERDUE_CAP,
+            True,
+        ),
+    ]
+
+
+def _decayed_spend_and_trends() -> list[Feature]:
+    return [
+        Feature(
+            f"spend_decayed_{SPEND_HALF_LIFE_DAYS}d_half_life",
+            f"sum over purchases with ts <= T of amount * 2^(-(T - ts) / {SPEND_HALF_LIFE_DAYS}d)",
+            0.0,
+            True,
+        ),
+        # Recent against earlier, per 30 days: r = the 30-day window's total, e = half the total of
+        # T-90d < ts <= T-30d. (r - e) / (r + e + 1) lies in (-1, 1); the +1 keeps a user with one
+        # event from swinging to +-1.
+        Feature(
+            "trend_activity_30d_vs_90d",
+            "(r - e) / (r + e + 1), r = events of any type in the 30-day window, e = half the events "
+            "with T-90d < ts <= T-30d",
+            0.0,
+            False,
+        ),
+        Feature(
+            "trend_spend_30d_vs_90d",
+            "(r - e) / (r + e + 1), r = purchase amounts in the 30-day window, e = half the purchase "
+            "amounts with T-90d < ts <= T-30d",
+            0.0,
+            False,
+        ),
+    ]
 
 
 FEATURES: Final = _features()

@@ -40,6 +40,7 @@ class FittedMLP:
 class Fitted:
     mlp: FittedMLP
     scores: dict[str, baselines.Scores]  # model -> (validation, test) probabilities; MLP first
+    settings: dict[str, dict[str, float]]  # model -> what it chose on validation (logistic regression's C)
 
 
 def fit_mlp(splits: Splits, config: TrainConfig) -> FittedMLP:
@@ -69,7 +70,7 @@ def fit_all(
         fitted = parts.attempt(f"{prefix}baseline {label(name)}", partial(checked, baseline, inputs))
         if fitted is not None:
             scores[name] = fitted
-    return Fitted(mlp, scores)
+    return Fitted(mlp, scores, baselines.settings(inputs, scores))
 
 
 def checked(baseline: baselines.Baseline, inputs: baselines.Inputs) -> baselines.Scores:
