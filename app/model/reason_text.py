@@ -86,6 +86,26 @@ EXPLICIT: Final[dict[str, Wording]] = {
         "average review rating {value} in the last 90 days", RATING, (0.0, "no review in the last 90 days")
     ),
     "low_rating_count_90d": Wording(f"{{value}} review{{s}} rated {_LOW} or lower in the last 90 days"),
+    "purchase_period_share_12": Wording(
+        f"bought in {{value}} of the last {spec.MAX_PERIODS} months (periods of {spec.PERIOD_DAYS} days)",
+        SHARE,
+    ),
+    "purchase_days_lifetime": Wording("bought on {value} different day{s} in all"),
+    "purchase_overdue_ratio": Wording(
+        "{value} times the usual time between purchases since the last one",
+        Number(1, trim=True),
+        (spec.OVERDUE_CAP, "fewer than 2 purchases, or long overdue"),
+    ),
+    f"spend_decayed_{spec.SPEND_HALF_LIFE_DAYS}d_half_life": Wording(
+        f"recent spending {{value}} (each purchase counted half after {spec.SPEND_HALF_LIFE_DAYS} days)",
+        MONEY,
+    ),
+    "trend_activity_30d_vs_90d": Wording(
+        "activity trend {value} over the last 30 days (-1: stopped, 0: steady, +1: new)", Number(2)
+    ),
+    "trend_spend_30d_vs_90d": Wording(
+        "spending trend {value} over the last 30 days (-1: stopped, 0: steady, +1: new)", Number(2)
+    ),
 }
 
 # Per event type, its noun in `{type}_count_{days}d`.

@@ -144,6 +144,7 @@ def run(
         "test_churn_rate": float(te.y.mean()),
         "hidden": list(config.hidden),
         "stopping": mlp.stopping.describe(),
+        "baseline_settings": fitted.settings,
         "command": command,
     }
     evaluation = report.Evaluation(
@@ -188,6 +189,7 @@ def run(
             "early_stopping": mlp.stopping.to_json(),
             "metrics": metrics,
             "mlp_versus_best_baseline": versus,
+            "baseline_settings": fitted.settings,  # what baselines chose on the validation users
             "cold_start": None if cold_start is None else cold_start.to_json(),
             "failed_parts": parts.failed,
             "command": command,

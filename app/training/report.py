@@ -184,6 +184,7 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         f"{context['test_churn_rate']:.3f}",
         f"- Network: MLP {context['hidden']}, class-weighted BCE, Adam; {context['stopping']}; "
         "Platt calibration on the validation users' rows of every snapshot",
+        f"- Chosen on the validation users: {_settings(context.get('baseline_settings') or {})}",
         f"- Users with no history: {_cold_start(context.get('cold_start'))}",
         f"- Command: `{context['command']}`",
         "",
@@ -240,6 +241,15 @@ def model_card(context: dict[str, Any], sections: dict[str, str], parts: PartLog
         "",
     ]
     return "\n".join(lines)
+
+
+def _settings(settings: dict[str, dict[str, float]]) -> str:
+    chosen = [
+        f"{label(model)} {name} = {value:g}"
+        for model, values in settings.items()
+        for name, value in values.items()
+    ]
+    return "; ".join(chosen) or "nothing"
 
 
 def _cold_start(prior: Any) -> str:
