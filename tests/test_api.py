@@ -63,8 +63,11 @@ def test_events_then_score_in_request_order(server: LiveServer) -> None:
         assert not r["known_user"] or all(
             reason["contribution"] > 0 and reason["feature"] in spec.FEATURE_NAMES for reason in r["reasons"]
         )
-        # The served bundle stores no typical values: reasons still read in plain words, without them.
-        assert all(reason["typical_value"] is None and reason["text"] for reason in r["reasons"])
+        # Each reason of a known user compares them with the customers who stay, in plain words.
+        assert not r["known_user"] or all(
+            reason["typical_value"] is not None and "customers who stay: typically" in reason["text"]
+            for reason in r["reasons"]
+        )
         assert len(r["reasons"]) <= server.settings.explain_top_k
 
 

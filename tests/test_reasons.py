@@ -127,7 +127,13 @@ def test_sentences_made_once_per_distinct_value_are_each_pairs_own() -> None:
 
 
 def test_a_bundle_without_typical_values_loads_and_a_bad_one_is_refused(tmp_path: Path) -> None:
-    assert committed().typical is None  # made before reasons.json: reasons then have typical_value null
+    # A bundle made before reasons.json: it loads, and its reasons have typical_value null.
+    shutil.copytree(committed().path, tmp_path / "old")
+    (tmp_path / "old" / bundle.REASONS).unlink()
+    manifest = json.loads((tmp_path / "old" / bundle.MANIFEST).read_text())
+    del manifest["files"][bundle.REASONS]
+    (tmp_path / "old" / bundle.MANIFEST).write_bytes(bundle.json_bytes(manifest))
+    assert committed().typical is not None and bundle.load_bundle(tmp_path, "old").typical is None
     shutil.copytree(committed().path, tmp_path / "v")
     stored = typical_of_a_population().to_json()
     del stored["typical_values"]["tenure_days"]
