@@ -77,7 +77,7 @@ class ChurnModel:
         slope = self.bundle.calibration.slope
         contribution = slope * gradients.astype(np.float64) * scaled
         rows = np.arange(len(raw))[:, None]
-        # The k largest per row (argpartition), then those k in descending order: no full sort of 46.
+        # The k largest per row (argpartition), then those k in descending order: no full sort of them all.
         top = np.argpartition(-contribution, top_k - 1, axis=1)[:, :top_k]
         top = top[rows, np.argsort(-contribution[rows, top], axis=1, kind="stable")]
         return TopReasons(top, raw[rows, top], contribution[rows, top])
