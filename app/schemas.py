@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -87,6 +88,17 @@ FIELD_RULES: dict[str, tuple[frozenset[str], bool]] = {
 }
 
 
+def _whole_number(value: Any) -> Any:
+    # JSON Schema's "integer" is any number without a fractional part: 4.0 is one, as 4 is. Only such
+    # floats are turned into ints here; everything else goes on to the strict check unchanged.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# On a strict int: an integer as JSON Schema means it, a JSON number with no fractional part (2 or 2.0),
+# never a string or a boolean.
+WHOLE_NUMBER = BeforeValidator(_whole_number)
+
+
 class Event(BaseModel):
     """One behavioural event. `event_id` is the client's idempotency key.
 
@@ -101,8 +113,8 @@ class Event(BaseModel):
     type: EventType
     ts: EventTime
     amount: Annotated[float | None, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)] = None
-    items: Annotated[int | None, Field(ge=1, le=1_000_000, strict=True)] = None
-    rating: Annotated[int | None, Field(ge=1, le=5, strict=True)] = None
+    items: Annotated[int, Field(ge=1, le=1_000_000, strict=True), WHOLE_NUMBER] | None = None
+    rating: Annotated[int, Field(ge=1, le=5, strict=True), WHOLE_NUMBER] | None = None
 
     @model_validator(mode="after")
     def _fields_belong_to_type(self) -> Event:

@@ -149,19 +149,20 @@ def test_bad_json_lines_are_refused_as_events_refuses_them(redis_url: str, tmp_p
         json.dumps(GOOD[0]),
         "{not json",  # line 2
         "",  # blank: skipped, still counted
-        json.dumps(GOOD[1] | {"event_id": "r1", "rating": 4.0}),  # line 4: 4.0 is not an integer
+        json.dumps(GOOD[1] | {"event_id": "r1", "rating": 4.5}),  # line 4: 4.5 is not an integer
         json.dumps(GOOD[2] | {"event_id": 42}),  # line 5: a number is not a text
         json.dumps(GOOD[2] | {"event_id": "x1", "colour": "red"}),  # line 6: not a field
         json.dumps(GOOD[2] | {"event_id": "x2"})[:-1] + ', "type": "purchase"}',  # line 7: repeated key
         "[1, 2]",  # line 8
         json.dumps(GOOD[2]),
+        json.dumps(GOOD[1] | {"event_id": "r2", "rating": 4.0}),  # 4.0 is an integer, as in JSON Schema
     ]
     path.write_text("\n".join(lines) + "\n")
     summary = load(path, redis_url, T)
-    assert (summary.accepted, summary.rejected) == (2, {"invalid": 6})
+    assert (summary.accepted, summary.rejected) == (3, {"invalid": 6})
     assert summary.examples == [
         "line 2: not valid JSON",
-        "line 4: 'rating' must be a JSON integer",
+        "line 4: 'rating' must be a JSON integer; 'rating' must be an integer 1-5",
         "line 5: 'event_id' must be a JSON string",
         "line 6: 'colour' is not a field of the event schema",
         "line 7: 'type' is given twice in one object",

@@ -46,6 +46,10 @@ def test_a_valid_event_parses_with_its_time_zone() -> None:
         ({"type": "review", "amount": ...}, "rating", "required for type 'review'"),
         ({"rating": 3}, "rating", "not allowed"),
         ({"items": 0}, "items", "greater than or equal to 1"),
+        ({"items": 2.5}, "items", "valid integer"),
+        ({"items": "2"}, "items", "valid integer"),
+        ({"items": True}, "items", "valid integer"),
+        ({"type": "review", "amount": ..., "rating": 6.0}, "rating", "less than or equal to 5"),
         ({"type": "teleport"}, "type", "Input should be"),
         ({"user_id": ""}, "user_id", "at least 1"),
         ({"user_id": "x" * 129}, "user_id", "at most 128"),
@@ -124,3 +128,12 @@ def test_well_shaped_but_impossible_times_are_refused_by_pydantic(ts: str, fragm
     with pytest.raises(ValidationError) as info:
         from_json(ts)
     assert fragment in info.value.errors()[0]["msg"]
+
+
+def test_an_integer_is_any_json_number_without_a_fraction_as_json_schema_says() -> None:
+    # The published schema says "integer", and JSON Schema counts 2.0 as one: it is taken, as 2.
+    raw = json.dumps(GOOD | {"items": 2.0})
+    assert Event.model_validate_json(raw).items == 2
+    review = {k: v for k, v in GOOD.items() if k != "amount"} | {"type": "review", "rating": 4.0}
+    parsed = Event.model_validate_json(json.dumps(review))
+    assert parsed.rating == 4 and isinstance(parsed.rating, int)

@@ -3,7 +3,7 @@ at a time. A file larger than memory is never held whole; each row keeps where i
 a text file, its row in a Parquet file), so that a refused row can be named.
 
 JSON lines are held to what POST /events takes for one event, beyond the schema's checks (offline.py):
-strict JSON types (a number is not a text, `2.0` is not an integer, `true` is not a number), no key
+strict JSON types (a number is not a text, `2.5` is not an integer, `true` is not a number), no key
 outside the schema and no key given twice. CSV has no types: its cells are text, read as the schema says.
 """
 
@@ -203,7 +203,11 @@ def _wrong_json_types(raw: pd.DataFrame) -> list[RowProblem]:
         else:
             if kind in _INTEGER_KINDS:
                 continue
-            wrong = [isinstance(v, bool) or not isinstance(v, int) for v in column]
+            # As JSON Schema and /events count them: a number without a fractional part (2 or 2.0).
+            wrong = [
+                isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+                for v in column
+            ]
             message = "must be a JSON integer"
         # Absent keys and nulls are the schema checks' business (required, or allowed to be empty).
         rows = np.flatnonzero(np.asarray(wrong, dtype=bool) & column.notna().to_numpy())
