@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -97,3 +98,13 @@ def test_a_shadow_named_in_the_settings_runs_from_the_start_and_a_bad_one_is_not
         described = http.get("/model").json()
         assert described["shadow"] is None and "no bundle 'nowhere'" in described["shadow_error"]
         assert http.post("/score", json={"user_ids": ["u-1"]}).json()["model_version"] == served
+
+
+def test_mean_ranks_are_scipys_average_ranks() -> None:
+    from scipy.stats import rankdata
+
+    from app.model.shadow import mean_ranks
+
+    rng = np.random.default_rng(3)
+    for values in (rng.random(500), rng.integers(0, 7, 500).astype(float), np.array([2.0]), np.zeros(4)):
+        np.testing.assert_allclose(mean_ranks(values), rankdata(values))
