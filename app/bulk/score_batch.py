@@ -182,15 +182,13 @@ class BatchScorer:
         self._top_k = top_k
         self._warnings = warnings  # high-risk answers become warnings, as the service's do
 
-    def score(self, user_ids: list[str], blobs: list[bytes | None], as_of: datetime) -> pa.Table:
-        """One batch, as the service scores one gathered batch, into the output's columns."""
-        return self._columns(user_ids, self._scored(user_ids, blobs, as_of))
-
-    def _scored(self, user_ids: list[str], blobs: list[bytes | None], as_of: datetime) -> ScoredRows:
+    def _scored(self, blobs: list[bytes | None], as_of: datetime) -> ScoredRows:
+        """One batch, as the service scores one gathered batch."""
         raw, known = self._store.features(blobs, spec.unix_seconds(as_of))
         return self._model.score(raw, known, True, self._top_k, reason_dicts=False)
 
     def _columns(self, user_ids: list[str], scored: ScoredRows) -> pa.Table:
+        """The batch's answers as the output's columns."""
         assert scored.top is not None  # explaining: the reasons are there
         segments = np.array(scored.segment_names, dtype=object)[scored.segment]
         columns = [
@@ -223,7 +221,7 @@ class BatchScorer:
                 await asyncio.sleep(0)
             if pending is not None:
                 done, fetching = pending
-                scored = self._scored(done.user_ids, await fetching, as_of)
+                scored = self._scored(await fetching, as_of)
                 table = self._columns(done.user_ids, scored)
                 out.write(table)
                 if self._warnings is not None:

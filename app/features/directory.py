@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.features.keys import DIRECTORY_SUFFIX
+from app.features.pseudonym import blake2b_key
 from app.redis_client import StoreClient
 
 NONCE_BYTES: Final = 12
@@ -32,8 +33,7 @@ class IdSealer:
     """Seals and opens user ids with a key derived from the id secret."""
 
     def __init__(self, secret: bytes) -> None:
-        key = secret if len(secret) <= 64 else hashlib.blake2b(secret).digest()
-        self._aead = AESGCM(hashlib.blake2b(key=key, digest_size=32, person=_PERSON).digest())
+        self._aead = AESGCM(hashlib.blake2b(key=blake2b_key(secret), digest_size=32, person=_PERSON).digest())
 
     def seal(self, user_id: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

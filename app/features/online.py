@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -196,9 +196,7 @@ class OnlineFeatureStore:
             return result
         # Keyed by the users' key tags: one pseudonym per user per request.
         writes = {user_tag(self._prefix, self._pseudonyms.of(u)): plan(e) for u, e in by_user.items()}
-        if self.directory is not None:
-            for user_id, write in zip(by_user, writes.values(), strict=True):
-                write.sealed_id = self.directory.seal(user_id)
+        self._seal_ids(writes, by_user)
         started = time.perf_counter()
         replies = await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
         metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
@@ -247,10 +245,14 @@ class OnlineFeatureStore:
         """The apply script's per-record replies for writes planned elsewhere (keyed by user_tag, each
         user's records as `plan` leaves them; `user_ids` in the same order), for callers that plan whole
         files column-wise. The caller has checked the times against admitted_times."""
+        self._seal_ids(writes, user_ids)
+        return await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
+
+    def _seal_ids(self, writes: dict[str, UserWrite], user_ids: Iterable[str]) -> None:
+        """With the user directory on, give each write its user's sealed id (`user_ids` in its order)."""
         if self.directory is not None:
             for user_id, write in zip(user_ids, writes.values(), strict=True):
                 write.sealed_id = self.directory.seal(user_id)
-        return await self._apply_scripts(writes, now_s - PRUNE_AFTER_S)
 
     async def _apply_scripts(self, writes: dict[str, UserWrite], prune_before: int) -> list[list[int]]:
         """EVALSHA per group of users in one pipeline: one round trip. The script is loaded only when

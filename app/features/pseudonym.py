@@ -45,12 +45,17 @@ def load_secret(inline: SecretStr | None, path: Path | None) -> bytes:
     return secret
 
 
+def blake2b_key(secret: bytes) -> bytes:
+    """The secret as a BLAKE2b key: itself up to BLAKE2b's limit on key length, else its hash."""
+    return secret if len(secret) <= _MAX_KEY_BYTES else hashlib.blake2b(secret).digest()
+
+
 class Pseudonyms:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise IdSecretError(f"the id secret must be at least {MIN_SECRET_BYTES} bytes")
         self.secret = secret  # other keys derive from it too (the user directory's sealing key)
-        key = secret if len(secret) <= _MAX_KEY_BYTES else hashlib.blake2b(secret).digest()
+        key = blake2b_key(secret)
         # Keyed once: each id then costs a copy of the keyed state instead of a new keying, which
         # made the per-id cost about a third lower.
         self._keyed = hashlib.blake2b(key=key, digest_size=DIGEST_BYTES, person=_PERSON)
