@@ -33,6 +33,7 @@ from app.features.offline import EventLogError
 from app.features.online import OnlineFeatureStore, store_for
 from app.features.pseudonym import IdSecretError, Pseudonyms
 from app.model.scorer import ChurnModel
+from app.process_tuning import keep_freed_memory
 from app.redis_client import HiredisPackingConnection, StoreClient
 
 # One pipeline carries a whole chunk: Redis may take seconds to apply it on a busy machine, far beyond
@@ -78,6 +79,7 @@ def backfill(events: Path, chunk_rows: int) -> int:
 async def run_backfill(
     settings: Settings, source: EventFile, chunk_rows: int, now: datetime
 ) -> BackfillSummary:
+    keep_freed_memory()  # chunks of arrays, allocated and freed over and over, as in the service
     client = connect(settings)
     store, pseudonyms = open_store(settings, client)
     try:
@@ -127,6 +129,7 @@ async def run_score_batch(
     *,
     warn: bool = False,
 ) -> ScoreSummary:
+    keep_freed_memory()  # batches of arrays, allocated and freed over and over, as in the service
     client = connect(settings)
     store, pseudonyms = open_store(settings, client)
     warnings = start_warnings_for_batch(settings, client, pseudonyms) if warn else None

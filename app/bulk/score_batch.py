@@ -190,12 +190,12 @@ class BatchScorer:
     def _columns(self, user_ids: list[str], scored: ScoredRows) -> pa.Table:
         """The batch's answers as the output's columns."""
         assert scored.top is not None  # explaining: the reasons are there
-        segments = np.array(scored.segment_names, dtype=object)[scored.segment]
+        # Tiers and segments by index into their few names, in Arrow: no Python string per row.
         columns = [
             pa.array(user_ids, pa.string()),
             pa.array(scored.probability),
-            pa.array(np.array(TIERS, dtype=object)[scored.tier], pa.string()),
-            pa.array(segments, pa.string()),
+            pa.array(TIERS, pa.string()).take(scored.tier),
+            pa.array(scored.segment_names, pa.string()).take(scored.segment),
             pa.array(scored.known),
             pa.array(scored.top.names(REASON_SEPARATOR), pa.string()),
             pa.repeat(self._model.version, len(user_ids)),

@@ -19,7 +19,7 @@ id sealed (app/features/directory.py), written and expiring with the records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 BUCKETS: Final = 64
@@ -47,11 +47,15 @@ class RecordKeys:
     def __init__(self, prefix: str) -> None:
         # The bucket is the first 32 bits mod 64, which only their last two hex digits decide.
         assert 256 % BUCKETS == 0
-        self._heads = [f"{prefix}:{{{b % BUCKETS:02x}}}:" for b in range(256)]
+        self._heads = {f"{b:02x}": f"{prefix}:{{{b % BUCKETS:02x}}}:" for b in range(256)}
         self._tail = ":" + KEY_SUFFIX
 
     def of(self, pseudonym: str) -> str:
-        return self._heads[int(pseudonym[6:8], 16)] + pseudonym + self._tail
+        return self._heads[pseudonym[6:8]] + pseudonym + self._tail
+
+    def of_many(self, pseudonyms: Iterable[str]) -> list[str]:
+        heads, tail = self._heads, self._tail  # bound once: this runs for every user of a batch read
+        return [heads[p[6:8]] + p + tail for p in pseudonyms]
 
 
 def legacy_keys(prefix: str, pseudonym: str) -> list[str]:

@@ -104,8 +104,9 @@ def decode(blobs: Sequence[bytes | None]) -> EventArrays:
         n_users=len(blobs),
         user=np.repeat(np.arange(len(blobs), dtype=np.int64), counts),
         ts=records["ts"].astype(np.int64),
-        kind=records["kind"].astype(np.int64),
-        cents=records["cents"].astype(np.int64),
-        rating=records["rating"].astype(np.int64),
+        # As narrow as stored: a third of the memory traffic of int64 for the same values.
+        kind=np.ascontiguousarray(records["kind"]),
+        cents=records["cents"].astype(np.int32),
+        rating=np.ascontiguousarray(records["rating"]),
         time_ordered=True,  # each user's records are kept sorted, and users follow request order
     )

@@ -97,9 +97,12 @@ class TopReasons:
         _, first, inverse = np.unique(
             codes, axis=0 if codes.ndim > 1 else None, return_index=True, return_inverse=True
         )
+        feature_names = spec.FEATURE_NAMES
         texts = [
-            separator.join(_FEATURE_NAMES[self.features[row, :count]].tolist())
-            for row, count in zip(first.tolist(), positive[first].sum(axis=1).tolist(), strict=True)
+            separator.join([feature_names[feature] for feature in row[:count]])
+            for row, count in zip(
+                self.features[first].tolist(), positive[first].sum(axis=1).tolist(), strict=True
+            )
         ]
         names: npt.NDArray[np.object_] = np.array(texts, dtype=object)[inverse.reshape(-1)]
         if self.no_history is not None:

@@ -76,8 +76,12 @@ class ChurnModel:
         riskiest users contributions of ~1e-8, the emptiest explanations where they matter most."""
         slope = self.bundle.calibration.slope
         contribution = slope * gradients.astype(np.float64) * scaled
-        rows = np.arange(len(raw))[:, None]
-        # The k largest per row (argpartition), then those k in descending order: no full sort of them all.
-        top = np.argpartition(-contribution, top_k - 1, axis=1)[:, :top_k]
-        top = top[rows, np.argsort(-contribution[rows, top], axis=1, kind="stable")]
-        return TopReasons(top, raw[rows, top], contribution[rows, top])
+        rows = np.arange(len(raw))
+        # The k largest per row in descending order, by k rounds of argmax (the first of equals wins),
+        # each taking its winner out: for the few reasons asked, half the time of a partition and a sort.
+        remaining = contribution.copy()
+        top = np.empty((len(raw), top_k), dtype=np.intp)
+        for place in range(top_k):
+            top[:, place] = remaining.argmax(axis=1)
+            remaining[rows, top[:, place]] = -np.inf
+        return TopReasons(top, raw[rows[:, None], top], contribution[rows[:, None], top])
