@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +23,13 @@ class Preprocessor:
     scale: Matrix
 
     @classmethod
-    def fit(cls, raw: Matrix) -> Preprocessor:
-        """Fit on training rows only."""
-        log1p = np.array([f.heavy_tailed for f in spec.FEATURES])
+    def fit(cls, raw: Matrix, features: Sequence[spec.Feature] = spec.FEATURES) -> Preprocessor:
+        """Fit on training rows only; `features` names the columns (a candidate may add one to the spec's)."""
+        log1p = np.array([f.heavy_tailed for f in features])
         shaped = _shape(raw, log1p)
         std = shaped.std(axis=0)
-        return cls(spec.FEATURE_NAMES, log1p, shaped.mean(axis=0), np.where(std > 1e-12, std, 1.0))
+        names = tuple(f.name for f in features)
+        return cls(names, log1p, shaped.mean(axis=0), np.where(std > 1e-12, std, 1.0))
 
     def transform(self, raw: Matrix) -> Matrix:
         # The same operations as (_shape(raw) - mean) / scale, clipped, done in place: identical values,

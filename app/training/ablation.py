@@ -1,20 +1,22 @@
 """Ablation: what each part of the input adds, measured on the test split.
 
 Variants: every feature with several training snapshots (the run as configured), the latest snapshot
-alone, and each feature group left out. A left-out group's columns are set to 0 in every split, so they
-carry no information while the network keeps the shape the bundle format fixes.
+alone, each feature group left out, and one candidate added. A left-out group's columns are set to 0 in
+every split, so they carry no information while the network keeps the shape the bundle format fixes.
+The candidate, BG/NBD's probability of no purchase in the horizon (app/training/bgnbd_feature.py), is a
+column more: the specification takes it only if its row shows a gain.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from app.features import spec
-from app.training import baselines
+from app.training import baselines, bgnbd_feature
 from app.training.comparison import BOOTSTRAP_RESAMPLES
 from app.training.datasets import Labelled, Splits
 from app.training.evaluate import paired_difference
@@ -56,14 +58,43 @@ def without(splits: Splits, columns: list[int]) -> Splits:
     return Splits(blank(splits.train), blank(splits.validation), blank(splits.test))
 
 
-def variants(splits: Splits) -> dict[str, Splits]:
+@dataclass(frozen=True)
+class Variant:
+    splits: Splits
+    features: tuple[spec.Feature, ...] = spec.FEATURES  # names the splits' columns
+    dropped: str | None = None  # why a candidate could not be built: a row saying so, nothing fitted
+    note: str | None = None  # what the candidate was fitted to, printed under the table
+
+
+def variants(splits: Splits, horizon_days: int) -> dict[str, Variant]:
     k = len(splits.train.snapshots)
-    out = {f"all features, {k} snapshots": splits}
+    out = {f"all features, {k} snapshots": Variant(splits)}
     if k > 1:
-        out["all features, latest snapshot only"] = splits.latest_snapshot()
+        out["all features, latest snapshot only"] = Variant(splits.latest_snapshot())
     for group in GROUPS:
-        out[f"without {group}, {k} snapshots"] = without(splits, group_columns(group))
+        out[f"without {group}, {k} snapshots"] = Variant(without(splits, group_columns(group)))
+    out[f"with BG/NBD P(no purchase in {horizon_days} days), {k} snapshots"] = with_bg_nbd(
+        splits, horizon_days
+    )
     return out
+
+
+def with_bg_nbd(splits: Splits, horizon_days: int) -> Variant:
+    """Every feature plus BG/NBD's probability of no purchase in the horizon, its four parameters
+    fitted on the training users' latest rows (app/training/bgnbd_feature.py); dropped, with the
+    reason, when the fit fails or lands on a boundary."""
+    try:
+        model = bgnbd_feature.fit(splits.train.latest().X)
+    except Exception as error:  # a boundary, or lifetimes' ConvergenceError: the candidate is dropped
+        return Variant(splits, dropped=f"{type(error).__name__}: {error}")
+
+    def add(part: Labelled) -> Labelled:
+        column = model.p_no_purchase(part.X, horizon_days)
+        return replace(part, X=np.column_stack([part.X, column]))
+
+    added = Splits(add(splits.train), add(splits.validation), add(splits.test))
+    fitted = f"r {model.r:.4g}, alpha {model.alpha:.4g}, a {model.a:.4g}, b {model.b:.4g}"
+    return Variant(added, (*spec.FEATURES, bgnbd_feature.FEATURE), note=f"BG/NBD fitted: {fitted}")
 
 
 def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
@@ -73,8 +104,17 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
     rows = []
     y = job.splits.test.y
     reference: dict[str, Any] = {}
-    for name, splits in progress(variants(job.splits).items(), desc="ablation", unit="variant"):
-        fitted = fit_all(job.events, splits, job.horizon_days, config, MODELS, PartLog())
+    for name, variant in progress(
+        variants(job.splits, job.horizon_days).items(), desc="ablation", unit="variant"
+    ):
+        if variant.dropped is not None:
+            rows.append({"variant": name, "model": "-", "dropped": variant.dropped})
+            continue
+        fitted = fit_all(
+            job.events, variant.splits, job.horizon_days, config, MODELS, PartLog(), features=variant.features
+        )
+        if variant.note is not None:
+            rows.append({"variant": name, "model": "-", "note": variant.note})
         settings = fitted.settings | {"mlp": {"kept_epoch": fitted.mlp.stopping.kept_epoch}}
         for model, (_, test_p) in fitted.scores.items():
             row = {
@@ -95,13 +135,17 @@ def run(job: TrainingJob, config: TrainConfig) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "-"))
     header = "| variant | " + " | ".join(
         f"{label(m)} ROC AUC | {label(m)} change (95% interval) | {label(m)} Brier" for m in models
     )
     lines = [header + " | logistic regression C |", "|---" * (2 + 3 * len(models)) + "|"]
+    notes = [f"{r['variant']}: {r['note']}" for r in rows if "note" in r]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         cells = {r["model"]: r for r in rows if r["variant"] == variant}
+        if "dropped" in cells.get("-", {}):
+            lines.append(f"| {variant} | dropped: {cells['-']['dropped']} |")
+            continue
         values = [
             f"{cells[m]['roc_auc']:.4f} | {_change(cells[m])} | {cells[m]['brier']:.4f}"
             if m in cells
@@ -111,7 +155,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         chosen = cells.get("logistic_regression", {}).get("settings", {}).get("C")
         values.append("-" if chosen is None else f"{chosen:g}")
         lines.append(f"| {variant} | " + " | ".join(values) + " |")
-    return "\n".join(lines)
+    return "\n".join([*lines, *(["", *notes] if notes else [])])
 
 
 def _change(row: dict[str, Any]) -> str:

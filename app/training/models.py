@@ -3,13 +3,14 @@ latest snapshot alone, a feature group left out) that the report and the ablatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from app.features import spec
 from app.model.network import ChurnNet, NetworkConfig
 from app.model.postprocess import PlattCalibration
 from app.model.preprocess import Preprocessor
@@ -43,8 +44,10 @@ class Fitted:
     settings: dict[str, dict[str, float]]  # model -> what it chose on validation (logistic regression's C)
 
 
-def fit_mlp(splits: Splits, config: TrainConfig) -> FittedMLP:
-    preprocessor = Preprocessor.fit(splits.train.X)
+def fit_mlp(
+    splits: Splits, config: TrainConfig, features: Sequence[spec.Feature] = spec.FEATURES
+) -> FittedMLP:
+    preprocessor = Preprocessor.fit(splits.train.X, features)
     train_scaled, val_scaled = (preprocessor.transform(p.X) for p in (splits.train, splits.validation))
     network, network_config, stopping = fit_network(
         train_scaled, splits.train.y, val_scaled, splits.validation.y, config
@@ -61,9 +64,11 @@ def fit_all(
     reference_models: Mapping[str, baselines.Baseline],
     parts: PartLog,
     prefix: str = "",
+    features: Sequence[spec.Feature] = spec.FEATURES,
 ) -> Fitted:
-    """The MLP (it must fit) and each reference model (each may fail, recorded in `parts`)."""
-    mlp = fit_mlp(splits, config)
+    """The MLP (it must fit) and each reference model (each may fail, recorded in `parts`); `features`
+    names the columns of the splits (the specification's, or a candidate's more)."""
+    mlp = fit_mlp(splits, config, features)
     scores = {"mlp": (mlp.probability(splits.validation.X), mlp.probability(splits.test.X))}
     inputs = baselines.Inputs(events, splits, mlp.preprocessor, horizon_days, config.seed)
     for name, baseline in reference_models.items():
