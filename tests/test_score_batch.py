@@ -4,18 +4,22 @@ same time, in Parquet or CSV, with ids that are not ids named by line."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pa_parquet
 import pytest
 
 from app.bulk.commands import run_score_batch
-from app.bulk.score_batch import REASON_SEPARATOR, OutputFile, ScoreSummary
+from app.bulk.score_batch import REASON_SEPARATOR, OutputFile, ScoreSummary, reason_names
+from app.features import spec
 from app.main import load_model
+from app.model.results import NO_HISTORY_NAME, TopReasons
 from tests.helpers import T, before, event
 from tests.live import live_server, settings_for
 
@@ -110,3 +114,13 @@ def test_the_command_writes_the_file_and_refuses_a_wrong_extension(redis_url: st
         [*command[:-1], str(tmp_path / "scores.json")], env=env, capture_output=True, text=True
     )
     assert wrong.returncode == 1 and "must end in .parquet or .csv" in wrong.stderr
+
+
+def test_reason_names_join_the_positive_reasons_strongest_first() -> None:
+    features = np.array([[3, 1, 7], [3, 1, 7], [3, 1, 7], [0, 2, 4]])
+    shares = np.array([[0.9, 0.5, 0.1], [0.9, -0.1, -0.2], [-0.1, -0.2, -0.3], [0.4, 0.3, 0.2]])
+    top = TopReasons(features, np.zeros((4, 3)), shares, no_history=np.array([False, False, False, True]))
+    names = spec.FEATURE_NAMES
+    expected = [REASON_SEPARATOR.join([names[3], names[1], names[7]]), names[3], "", NO_HISTORY_NAME]
+    assert reason_names(top).to_pylist() == expected
+    assert reason_names(dataclasses.replace(top, no_history=None)).to_pylist()[3].startswith(names[0])

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
@@ -40,6 +41,18 @@ from app.redis_client import HiredisPackingConnection, StoreClient
 # the service's per-request timeout.
 BULK_TIMEOUT_S: Final = 120.0
 EXIT_ROWS_REJECTED: Final = 3
+T = TypeVar("T")
+
+
+def run_on_uvloop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a bulk command's coroutine on uvloop, as the service runs: its transports copy the megabytes
+    of a batch's Redis reply fewer times than asyncio's (score-batch about 15% faster, measured)."""
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it on Linux and macOS only
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 def connect(settings: Settings) -> StoreClient:
@@ -68,7 +81,7 @@ def backfill(events: Path, chunk_rows: int) -> int:
     settings = Settings()
     try:
         source = open_event_file(events)
-        summary = asyncio.run(run_backfill(settings, source, chunk_rows, SystemClock().now()))
+        summary = run_on_uvloop(run_backfill(settings, source, chunk_rows, SystemClock().now()))
     except (EventLogError, IdSecretError, RedisError, OSError) as error:
         print(f"backfill: {error}", file=sys.stderr)
         return 1
@@ -106,7 +119,7 @@ def score_batch(users: Path | None, out: Path, column: str, batch: int, warn: bo
         output = OutputFile(out)
         try:
             model = load_model(settings)
-            summary = asyncio.run(
+            summary = run_on_uvloop(
                 run_score_batch(settings, model, users, output, column, batch, SystemClock().now(), warn=warn)
             )
         finally:

@@ -21,6 +21,7 @@ from typing import Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
@@ -29,7 +30,7 @@ from app.features import spec
 from app.features.directory import known_users
 from app.features.online import OnlineFeatureStore
 from app.model.postprocess import TIERS
-from app.model.results import ScoredRows
+from app.model.results import NO_HISTORY_NAME, ScoredRows, TopReasons
 from app.model.scorer import ChurnModel
 from app.redis_client import StoreClient
 from app.schemas import PRINTABLE_ID
@@ -152,6 +153,26 @@ class OutputFile:
         self._writer.close()
 
 
+_FEATURE_NAMES: Final = pa.array(spec.FEATURE_NAMES, pa.string())
+
+
+def reason_names(top: TopReasons) -> pa.Array:
+    """Per row, its reasons' feature names joined by REASON_SEPARATOR ("" without reasons, NO_HISTORY_NAME
+    for a user with no history), in Arrow: no Python string per row."""
+    # A place without a positive reason is null, and the join skips nulls; but a row of nulls only is
+    # dropped from the join's output (pyarrow 26), so the first place is "" instead: shares are sorted
+    # descending, so a row without a first reason has none.
+    first = pc.if_else(pa.array(top.shares[:, 0] > 0), _FEATURE_NAMES.take(top.features[:, 0]), "")
+    places = [
+        _FEATURE_NAMES.take(pa.array(top.features[:, place], mask=~(top.shares[:, place] > 0)))
+        for place in range(1, top.features.shape[1])
+    ]
+    names = pc.binary_join_element_wise(first, *places, REASON_SEPARATOR, null_handling="skip")
+    if top.no_history is not None and top.no_history.any():
+        names = pc.if_else(pa.array(top.no_history), NO_HISTORY_NAME, names)
+    return names
+
+
 async def directory_batches(
     store: OnlineFeatureStore, redis: StoreClient, prefix: str, batch: int
 ) -> AsyncIterator[IdBatch]:
@@ -197,7 +218,7 @@ class BatchScorer:
             pa.array(TIERS, pa.string()).take(scored.tier),
             pa.array(scored.segment_names, pa.string()).take(scored.segment),
             pa.array(scored.known),
-            pa.array(scored.top.names(REASON_SEPARATOR), pa.string()),
+            reason_names(scored.top),
             pa.repeat(self._model.version, len(user_ids)),
         ]
         return pa.Table.from_arrays(columns, schema=OUTPUT_SCHEMA)

@@ -87,42 +87,6 @@ class TopReasons:
                 lists[row] = [NO_HISTORY]
         return lists
 
-    def names(self, separator: str) -> npt.NDArray[np.object_]:
-        """Per row, the reasons' feature names joined by `separator` ("" for a row without reasons).
-
-        Joined once per distinct list of reasons, not once per row: rows share a few hundred lists."""
-        positive = self.shares > 0  # a prefix of each row: shares are sorted descending
-        reasons = np.where(positive, self.features + 1, 0)  # 0: no reason in this place
-        codes = _row_codes(reasons)
-        _, first, inverse = np.unique(
-            codes, axis=0 if codes.ndim > 1 else None, return_index=True, return_inverse=True
-        )
-        feature_names = spec.FEATURE_NAMES
-        texts = [
-            separator.join([feature_names[feature] for feature in row[:count]])
-            for row, count in zip(
-                self.features[first].tolist(), positive[first].sum(axis=1).tolist(), strict=True
-            )
-        ]
-        names: npt.NDArray[np.object_] = np.array(texts, dtype=object)[inverse.reshape(-1)]
-        if self.no_history is not None:
-            names[self.no_history] = NO_HISTORY_NAME
-        return names
-
-
-def _row_codes(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
-    """Each row of small non-negative integers as one integer (its digits in base max + 1), when that
-    fits in 63 bits, else the rows themselves: np.unique over one integer column is about ten times
-    faster than over rows (axis=0)."""
-    base = int(rows.max(initial=0)) + 1
-    if rows.shape[1] * np.log2(max(base, 2)) >= 63:
-        return rows.astype(np.int64)
-    codes = np.zeros(len(rows), dtype=np.int64)
-    for column in rows.T:
-        codes *= base
-        codes += column
-    return codes
-
 
 def _nan_as_none(values: npt.NDArray[np.float64]) -> list[float | None]:
     listed: list[float | None] = values.tolist()
