@@ -1,5 +1,8 @@
 """Hand-computed cases of the feature specification (computed through the offline path)."""
 
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
 import pytest
 
 from app.features import spec
@@ -152,3 +155,15 @@ def test_trends_sit_at_0_without_events_in_90_days_and_are_bounded() -> None:
     )
     assert row["trend_activity_30d_vs_90d"] == (0 - 1.5) / (0 + 1.5 + 1)
     assert row["trend_spend_30d_vs_90d"] == (0 - 750) / (0 + 750 + 1)
+
+
+def test_unix_seconds_floors_exactly_up_to_2106() -> None:
+    rng = np.random.default_rng(11)
+    seconds = [*rng.integers(0, 2**32 - 1, 20_000).tolist(), 0, 2**32 - 2, 1_700_000_000]
+    micros = [999_999, 0, 1, 500_000, *rng.integers(0, 1_000_000, len(seconds) - 4).tolist()]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for second, micro in zip(seconds, micros, strict=True):
+        moment = epoch + timedelta(seconds=second, microseconds=micro)
+        assert spec.unix_seconds(moment) == (moment - epoch) // timedelta(seconds=1) == second
+    with pytest.raises(ValueError, match="naive"):
+        spec.unix_seconds(datetime(2026, 1, 1))
