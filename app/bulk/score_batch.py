@@ -55,6 +55,9 @@ OUTPUT_SCHEMA: Final = pa.schema(
 )
 
 
+_DICTIONARY_COLUMNS: Final = [name for name in OUTPUT_SCHEMA.names if name != "user_id"]
+
+
 class UserListError(ValueError):
     """A file of user ids that cannot be read: the message says why."""
 
@@ -141,7 +144,8 @@ class OutputFile:
             raise UserListError(f"{path}: the output must end in .parquet or .csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: pa_parquet.ParquetWriter | pa_csv.CSVWriter = (
-            pa_parquet.ParquetWriter(path, OUTPUT_SCHEMA)
+            # Dictionary-encoding the ids, each one distinct, only costs (a quarter of the write).
+            pa_parquet.ParquetWriter(path, OUTPUT_SCHEMA, use_dictionary=_DICTIONARY_COLUMNS)
             if path.suffix == ".parquet"
             else pa_csv.CSVWriter(path, OUTPUT_SCHEMA)
         )
