@@ -74,7 +74,7 @@ class EventArrays:
 # Column of `{kind}_count_{days}d` for every (kind, window), and of the windowed amounts.
 _COUNT_COLUMNS = np.array([[_I[f"{k}_count_{d}d"] for d in spec.WINDOWS_DAYS] for k in spec.EVENT_TYPES])
 # The specification lists them type by type, window by window, side by side: one block of columns
-# that a running sum over the window bins fills in one call.
+# that the running sums over the window bins fill with one assignment.
 _COUNT_BLOCK = slice(int(_COUNT_COLUMNS[0, 0]), int(_COUNT_COLUMNS[-1, -1]) + 1)
 assert (_COUNT_COLUMNS.ravel() == np.arange(_COUNT_BLOCK.start, _COUNT_BLOCK.stop)).all()
 _AMOUNT_WINDOWS = (30, 90)
