@@ -29,8 +29,8 @@ def keep_freed_memory() -> None:
 
     A batch allocates arrays of a few MiB and frees them milliseconds later. By default glibc serves
     such blocks with fresh mmaps and hands them back to the OS on free, so every batch paid thousands
-    of page faults on zeroed pages: decoding 4,096 users' records took 3.4 us a user that way and
-    0.7 us with the memory kept. The service and the bulk commands both call this.
+    of page faults on zeroed pages (decoding a batch's records cost several times more that way). The
+    service and the bulk commands both call this.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

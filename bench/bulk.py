@@ -82,7 +82,7 @@ def score(redis_url: str, users: Path, out: Path) -> tuple[float, float]:
 
 def score_in_a_new_process(redis_url: str, users: Path, out: Path) -> tuple[float, float]:
     """`score` in a process of its own, as `python -m app score-batch` runs: the same process after the
-    backfills (their history and heap still there) scored 10-25% slower, by how much varying run to run."""
+    backfills (their history and heap still there) scored slower, by how much varying run to run."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(score, redis_url, users, out).result()
 

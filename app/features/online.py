@@ -333,13 +333,8 @@ class OnlineFeatureStore:
             return []
         # One pseudonym per distinct id: a gathered batch may ask for a user more than once.
         distinct = dict.fromkeys(user_ids)
-        if len(distinct) == len(user_ids):
-            ordered = self._record_keys.of_many(self._pseudonyms.of_many(user_ids))
-        else:
-            keys = dict(
-                zip(distinct, self._record_keys.of_many(self._pseudonyms.of_many(distinct)), strict=True)
-            )
-            ordered = [keys[u] for u in user_ids]
+        keys = dict(zip(distinct, self._record_keys.of_many(self._pseudonyms.of_many(distinct)), strict=True))
+        ordered = list(keys.values()) if len(keys) == len(user_ids) else [keys[u] for u in user_ids]
         started = time.perf_counter()
         blobs: list[bytes | None]
         if self._cluster_reads is not None:
