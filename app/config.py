@@ -63,10 +63,16 @@ class Settings(BaseSettings):
     # request, so a request is never split across batches.
     batch_max_rows: int = Field(default=2_048, ge=MAX_USERS_PER_REQUEST, le=16_384)
     batch_max_delay_ms: float = Field(default=1.0, ge=0, le=2)
-    # Users admitted but not yet scored; beyond it requests get 429 before any work is done.
+    # Users admitted but not yet scored (queued, or in the batch being scored); beyond it requests get
+    # 429 before any work is done.
     queue_max_rows: int = Field(default=8_192, ge=MAX_USERS_PER_REQUEST)
-    # ... and at most this long to drain at the measured pace: the latency bound of admitted requests.
-    queue_max_wait_ms: float = Field(default=40.0, gt=0)
+    # ... and at most this long to score at the measured pace: what an admitted request waits before its
+    # own batch starts, so its latency stays under this plus one batch's time.
+    queue_max_wait_ms: float = Field(default=25.0, gt=0)
+    # A refusal for overload (429) is answered after this pause: a client that retries at once would
+    # otherwise turn refusals into most of the load (each costs a request's HTTP work), and the admitted
+    # requests would starve. 0 answers at once.
+    overload_pause_ms: float = Field(default=10.0, ge=0, le=1_000)
     score_deadline_s: float = Field(default=2.0, gt=0)
     explain_top_k: int = Field(default=3, ge=1, le=20)
 

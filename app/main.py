@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             max_delay_s=settings.batch_max_delay_ms / 1000,
             queue_max_rows=settings.queue_max_rows,
             queue_max_wait_s=settings.queue_max_wait_ms / 1000,
+            overload_pause_s=settings.overload_pause_ms / 1000,
             deadline_s=settings.score_deadline_s,
             explain_top_k=settings.explain_top_k,
         )

@@ -16,8 +16,9 @@ from pydantic import BaseModel
 
 from app.api import errors
 from app.api.event_parsing import CHUNKED_ABOVE_BYTES
+from app.api.score import ids_at_least
 from app.api.strict_json import repeats_ruled_out, score_strings
-from app.schemas import TS_MESSAGE, ErrorBody, ScoreRequest
+from app.schemas import MAX_BATCH, TS_MESSAGE, ErrorBody, ScoreRequest
 from tests.helpers import T_S, before, event
 from tests.live import LiveServer, live_server
 
@@ -214,6 +215,30 @@ def test_score_requests_that_only_look_repetitive_are_scored(server: LiveServer,
 def test_score_requests_without_escapes_are_cleared_by_the_quote_count_alone(raw: bytes) -> None:
     # The slower parse that finds a repeated key is needed only when this does not hold.
     assert repeats_ruled_out(raw, score_strings(ScoreRequest.model_validate_json(raw)))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user_ids": ["a"]}',
+        b'{ "explain" : true, "user_ids" : ["user_ids", "explain", "b"] }',
+        b'{"user_ids": ["say \\"hi\\"", "a\\/b", "c"]}',
+        json.dumps({"user_ids": [f"u{i}" for i in range(256)], "explain": False}).encode(),
+    ],
+)
+def test_the_ids_counted_before_parsing_never_exceed_the_ids_given(raw: bytes) -> None:
+    # Under overload a request is refused on this count, unparsed: it must never refuse a request that fits.
+    given = len(ScoreRequest.model_validate_json(raw).user_ids)
+    assert 1 <= ids_at_least(raw) <= given
+    if b"\\" not in raw:
+        assert ids_at_least(raw) >= given - 1  # and it is close: the key "explain" may be missing
+
+
+def test_a_body_of_too_many_ids_is_still_parsed_and_told_so(server: LiveServer) -> None:
+    raw = json.dumps({"user_ids": [f"u{i}" for i in range(MAX_BATCH + 1)]}).encode()
+    with server.client() as http:
+        detail = refused(post(http, "/score", raw), 422, "invalid_request")
+    assert [d["field"] for d in detail] == ["user_ids"]
 
 
 # --- malformed JSON --------------------------------------------------------------------------------------

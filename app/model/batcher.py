@@ -71,6 +71,7 @@ class MicroBatcher(Generic[P, R]):
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
         self._queue: deque[Job[P, R]] = deque()
         self._queued_rows = 0
+        self._running_rows = 0  # of the batch being processed: admitted, not yet scored
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -88,18 +89,19 @@ class MicroBatcher(Generic[P, R]):
     def has_room(self, rows: int = 1) -> bool:
         """Whether `rows` more would be admitted now: the check a request makes before any work.
 
-        Two bounds: rows queued, and the time the queue would take to drain at the measured pace, so
-        that admitted requests keep a bounded latency however slow the batches are."""
+        Two bounds: rows admitted and not yet scored (queued, or in the batch being processed), and the
+        time they would take to score at the measured pace, so that admitted requests keep a bounded
+        latency however slow the batches are."""
         if self._stopping:
             return False
-        queued = self._queued_rows + rows
-        if queued > self.queue_max_rows:
+        ahead = self._queued_rows + self._running_rows  # the batch being processed is waited for too
+        if ahead + rows > self.queue_max_rows:
             return False
-        if self._queued_rows == 0 or self._seconds_per_row is None:
+        if ahead == 0 or self._seconds_per_row is None:
             # Nothing to wait behind: always admitted, so a pace measured on a slow batch can never
             # shut the door for good (no batch would run to measure a better one).
             return True
-        return queued * self._seconds_per_row <= self.queue_max_wait_s
+        return (ahead + rows) * self._seconds_per_row <= self.queue_max_wait_s
 
     def submit(self, payload: P, rows: int, timeout_s: float) -> Job[P, R]:
         """Queue a job; await `job.future` for its result, or DeadlineExceeded once `timeout_s` has
@@ -149,8 +151,12 @@ class MicroBatcher(Generic[P, R]):
             while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
                 await self._sleep(flush_at)
             batch = self._take_batch()
+            self._running_rows = sum(job.rows for job in batch)
             started = time.perf_counter()
-            await self._run(batch)
+            try:
+                await self._run(batch)
+            finally:
+                self._running_rows = 0
             # The pace is the batch's own time per row. Not the whole cycle between batches: that also
             # holds the loop's work of refusing requests, which grows as more are refused, and a pace
             # fed by it would refuse more still.

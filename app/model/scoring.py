@@ -9,6 +9,7 @@ versions: jobs are grouped by the model they carry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from app.clock import Clock
 from app.features import spec
 from app.features.compute import FloatMatrix
 from app.features.online import OnlineFeatureStore
-from app.model.batcher import Job, MicroBatcher
+from app.model.batcher import Job, MicroBatcher, QueueFull
 from app.model.results import ScoredRows, ScoreResult
 from app.model.scorer import ChurnModel
 
@@ -69,6 +70,7 @@ class ScoringService:
         max_delay_s: float,
         queue_max_rows: int,
         queue_max_wait_s: float = float("inf"),
+        overload_pause_s: float = 0.0,
         deadline_s: float,
         explain_top_k: int,
     ) -> None:
@@ -76,6 +78,7 @@ class ScoringService:
         self._model = model
         self._clock = clock
         self._deadline_s = deadline_s
+        self._overload_pause_s = overload_pause_s
         self._top_k = explain_top_k
         self._observers: list[BatchObserver] = []
         self.batcher: MicroBatcher[ScoreAsk, ScoreResult] = MicroBatcher(
@@ -106,6 +109,12 @@ class ScoringService:
     def submit(self, user_ids: list[str], explain: bool) -> ScoreJob:
         """Admit and queue; raises QueueFull or BatcherStopped before any work is done."""
         return self.batcher.submit(ScoreAsk(user_ids, explain, self._model), len(user_ids), self._deadline_s)
+
+    async def refuse(self) -> QueueFull:
+        """The overload refusal of a request, once the overload pause has passed (see the setting)."""
+        if self._overload_pause_s > 0:
+            await asyncio.sleep(self._overload_pause_s)
+        return QueueFull()
 
     async def score(self, user_ids: list[str], explain: bool) -> ScoreResult:
         """Admit, queue and await one request's scores (in request order), or DeadlineExceeded."""
