@@ -1,9 +1,9 @@
 """Dynamic micro-batching: jobs of concurrent requests share one pass of the expensive steps.
 
 A bounded queue of jobs, measured in rows (users); a batch closes when it is full (max rows) or when
-its first job has waited max_delay. Up to two batches are processed at once (MAX_RUNNING). Jobs whose
-request has gone (cancelled future) or whose deadline has passed are dropped before processing. A job is
-never split: max_rows is at least the largest job a request can make.
+its first job has waited max_delay. One batch is processed at a time. Jobs whose request has gone
+(cancelled future) or whose deadline has passed are dropped before processing. A job is never split:
+max_rows is at least the largest job a request can make.
 """
 
 from __future__ import annotations
@@ -45,10 +45,6 @@ class Job(Generic[P, R]):
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-# Batches processed at once. Two: the next batch's Redis read is on its way while this one computes,
-# as Redis and the model then work at the same time (the computing itself holds the event loop, so two
-# batches never compute at once).
-MAX_RUNNING = 2
 PACE_MIN_ROWS = 64  # smaller batches are mostly fixed cost: they would overstate the time per row
 PACE_SMOOTHING = 0.2  # weight of the newest batch in the smoothed time per row
 Process = Callable[[list[Job[P, R]]], Awaitable[list[R]]]
@@ -75,8 +71,7 @@ class MicroBatcher(Generic[P, R]):
         # timeout costs a task per job, and jobs arrive by the ten thousand per second.
         self._queue: deque[Job[P, R]] = deque()
         self._queued_rows = 0
-        self._running_rows = 0  # of the batches being processed: admitted, not yet scored
-        self._last_finished = 0.0  # perf_counter time at which the last batch finished
+        self._running_rows = 0  # of the batch being processed: admitted, not yet scored
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -146,39 +141,26 @@ class MicroBatcher(Generic[P, R]):
                 timer.cancel()
 
     async def _loop(self) -> None:
-        running: set[asyncio.Task[None]] = set()
         while True:
             if not self._queue:
                 if self._stopping:
-                    await asyncio.gather(*running)
                     return
                 await self._sleep(None)
-                continue
-            if len(running) >= MAX_RUNNING:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
             flush_at = self._queue[0].enqueued + self.max_delay_s
             while not self._stopping and self._queued_rows < self.max_rows and time.perf_counter() < flush_at:
                 await self._sleep(flush_at)
-            task = asyncio.create_task(self._run_measured(self._take_batch()))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            await asyncio.sleep(0)  # let it start (send its read) before the next batch is gathered
-
-    async def _run_measured(self, batch: list[Job[P, R]]) -> None:
-        rows = sum(job.rows for job in batch)
-        self._running_rows += rows
-        started = time.perf_counter()
-        try:
-            await self._run(batch)
-        finally:
-            self._running_rows -= rows
-        # The pace is the time this batch added: from its start, or from the end of the batch before it
-        # when the two overlapped. Not the whole cycle between batches: that also holds the loop's work
-        # of refusing requests, which grows as more are refused, and a pace fed by it would refuse more.
-        finished = time.perf_counter()
-        self._measure(rows, finished - max(started, self._last_finished))
-        self._last_finished = finished
+            batch = self._take_batch()
+            self._running_rows = sum(job.rows for job in batch)
+            started = time.perf_counter()
+            try:
+                await self._run(batch)
+            finally:
+                self._running_rows = 0
+            # The pace is the batch's own time per row. Not the whole cycle between batches: that also
+            # holds the loop's work of refusing requests, which grows as more are refused, and a pace
+            # fed by it would refuse more still.
+            self._measure(sum(job.rows for job in batch), time.perf_counter() - started)
 
     def _take_batch(self) -> list[Job[P, R]]:
         """Jobs from the front of the queue, up to max_rows (a job that does not fit waits its turn)."""

@@ -20,8 +20,8 @@ def pick_device(setting: str) -> torch.device:
 
 
 class InferenceEngine:
-    """Runs one batch at a time: the batcher calls it on the event loop's thread, where two batches in
-    process at once still compute one after the other (a shadow model has an engine of its own)."""
+    """Runs one batch at a time: the batcher calls it on the event loop's thread, batch after batch (a
+    shadow model has an engine of its own)."""
 
     def __init__(self, bundle: ModelBundle, device: str = "auto") -> None:
         self.device = pick_device(device)
