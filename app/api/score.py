@@ -20,10 +20,10 @@ router = APIRouter(tags=["score"], dependencies=[require("score")])
 
 async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Reply:
     """The whole request; raises what errors.reply_for answers."""
-    if not scoring.has_room(ids_at_least(body)):  # refused before parsing, reading Redis or computing
-        raise await scoring.refuse()
-    ask = validate(ScoreRequest, body, score_strings)
     try:
+        if not scoring.has_room(ids_at_least(body)):  # refused before parsing, reading Redis or computing
+            raise QueueFull
+        ask = validate(ScoreRequest, body, score_strings)
         job = scoring.submit(ask.user_ids, ask.explain)
     except QueueFull:
         raise await scoring.refuse() from None
@@ -34,7 +34,7 @@ async def answer(scoring: ScoringService, body: bytes, receive: Receive) -> Repl
 def ids_at_least(body: bytes) -> int:
     """How many user ids a score request holds at least, before it is parsed: without a backslash no
     quote is escaped, so each of the at most two keys and each id is one pair of quotes. Under overload
-    most requests are refused, and parsing them only to count their ids had cost a tenth of the CPU.
+    most requests are refused, and parsing them only to count their ids was most of a refusal's cost.
     Capped at what a request may hold, so that a body with too many ids is parsed and told so (422)."""
     if BACKSLASH in body:
         return 1

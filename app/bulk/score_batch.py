@@ -144,7 +144,7 @@ class OutputFile:
             raise UserListError(f"{path}: the output must end in .parquet or .csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: pa_parquet.ParquetWriter | pa_csv.CSVWriter = (
-            # Dictionary-encoding the ids, each one distinct, only costs (a quarter of the write).
+            # Dictionary-encoding the ids, each one distinct, only costs time and space.
             pa_parquet.ParquetWriter(path, OUTPUT_SCHEMA, use_dictionary=_DICTIONARY_COLUMNS)
             if path.suffix == ".parquet"
             else pa_csv.CSVWriter(path, OUTPUT_SCHEMA)

@@ -111,7 +111,7 @@ def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.
     shape = (n, _N_TYPES, _N_SLOTS)
     bins = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
     # Running sums over the window bins, one long strided add per window (a cumsum along the short
-    # window axis loops in C per (user, type) pair and took three times as long).
+    # window axis loops in C per (user, type) pair and took longer).
     by_pair = bins.reshape(n * _N_TYPES, _N_SLOTS)
     counts = np.empty((n * _N_TYPES, len(spec.WINDOWS_DAYS)))
     counts[:, 0] = by_pair[:, 0]

@@ -104,7 +104,7 @@ def decode(blobs: Sequence[bytes | None]) -> EventArrays:
         n_users=len(blobs),
         user=np.repeat(np.arange(len(blobs), dtype=np.int64), counts),
         ts=records["ts"].astype(np.int64),
-        # As narrow as stored: a third of the memory traffic of int64 for the same values.
+        # As narrow as stored: less memory traffic than int64 for the same values.
         kind=np.ascontiguousarray(records["kind"]),
         cents=records["cents"].astype(np.int32),
         rating=np.ascontiguousarray(records["rating"]),

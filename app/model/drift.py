@@ -77,7 +77,7 @@ class Reference:
         """(rows, names) bin indices: per value, how many of its series' edges lie below it."""
         values = np.concatenate([raw, scores[:, None]], axis=1)
         bins: Bins = np.zeros(values.shape, dtype=np.int64)
-        # One edge of every series at a time: half the time of one 3-d comparison summed over its last
+        # One edge of every series at a time: cheaper than one 3-d comparison summed over its short last
         # axis, and this runs on every scored batch.
         for edge in self.edges.T:
             bins += values > edge

@@ -78,7 +78,7 @@ class ChurnModel:
         contribution = slope * gradients.astype(np.float64) * scaled
         rows = np.arange(len(raw))
         # The k largest per row in descending order, by k rounds of argmax (the first of equals wins),
-        # each taking its winner out: for the few reasons asked, half the time of a partition and a sort.
+        # each taking its winner out: for the few reasons asked, cheaper than a partition and a sort.
         remaining = contribution.copy()
         top = np.empty((len(raw), top_k), dtype=np.intp)
         for place in range(top_k):
