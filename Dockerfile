@@ -16,11 +16,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
+# A C compiler for the feature kernel (app/features/_kernel.c), in this stage only: the runtime stage
+# takes the compiled module.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies before the source, so that a code change reuses this layer. torch first, at the version
 # pyproject.toml pins, from the index chosen above; the rest from PyPI then finds it installed.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY app/__init__.py app/__init__.py
+COPY app/features/_kernel.c app/features/_kernel.c
 RUN pip install --index-url "$TORCH_INDEX" "$(grep -o 'torch==[0-9.]*' pyproject.toml)" \
  && pip install . \
  && pip uninstall -y churn-service

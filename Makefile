@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py app/features/_kernel.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -84,4 +84,4 @@ $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 	touch $@
 
 clean:
-	rm -rf $(VENV) .data out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data out .pytest_cache .mypy_cache .ruff_cache build app/features/*.so

@@ -59,8 +59,11 @@ def test_the_dockerfile_builds_in_two_stages_and_runs_unprivileged_with_an_exec_
     copies = [args for instruction, args in build if instruction == "COPY"]
     # Dependencies are installed from pyproject.toml before the source arrives (layer caching).
     first_install = next(i for i, (ins, args) in enumerate(build) if ins == "RUN" and "pip install" in args)
-    assert copies.index("pyproject.toml README.md ./") < copies.index("app app")
+    assert copies.index("pyproject.toml setup.py README.md ./") < copies.index("app app")
     assert [a for ins, a in build[:first_install] if ins == "COPY" and a.startswith("app ")] == []
+    # The feature kernel is compiled in the build stage; the image that runs has no compiler.
+    assert any("gcc" in a for ins, a in build[:first_install] if ins == "RUN")
+    assert not any("gcc" in a for ins, a in runtime if ins == "RUN")
     # CPU torch by default, from PyTorch's CPU index, at the version pyproject.toml pins.
     args = dict(a.split("=", 1) for ins, a in dockerfile() if ins == "ARG" and "=" in a)
     assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"

@@ -1,7 +1,9 @@
-"""Vectorised computation of the feature specification from per-event arrays.
+"""Computation of the feature specification from per-event arrays.
 
 The offline pipeline and the online store both call `compute_features`; its input is a batch of
-users' events as parallel arrays, so one call serves a million-event log or a 1,000-user request.
+users' events as parallel arrays, so one call serves a million-event log or a 1,000-user request. A
+compiled pass over each user's events (app/features/_kernel.c) computes every feature but the decayed
+spend, whose exp2 is numpy's, here.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.features import spec
+from app.features import _kernel, spec
 
 IntArray = npt.NDArray[np.int64]
-# Type codes, ratings and cents may come narrower than int64 (the store's records hold bytes and
-# 32-bit cents): every use below widens them where it must, and narrow arrays are cheaper to scan.
+# Type codes and ratings may come narrower than int64 (the store's records hold bytes).
 NarrowIntArray = npt.NDArray[np.integer[Any]]
 FloatMatrix = npt.NDArray[np.float64]
 
@@ -71,199 +72,91 @@ class EventArrays:
         )
 
 
-# Column of `{kind}_count_{days}d` for every (kind, window), and of the windowed amounts.
 _COUNT_COLUMNS = np.array([[_I[f"{k}_count_{d}d"] for d in spec.WINDOWS_DAYS] for k in spec.EVENT_TYPES])
-# The specification lists them type by type, window by window, side by side: one block of columns
-# that the running sums over the window bins fill with one assignment.
-_COUNT_BLOCK = slice(int(_COUNT_COLUMNS[0, 0]), int(_COUNT_COLUMNS[-1, -1]) + 1)
-assert (_COUNT_COLUMNS.ravel() == np.arange(_COUNT_BLOCK.start, _COUNT_BLOCK.stop)).all()
-_AMOUNT_WINDOWS = (30, 90)
-_PAID_KINDS = [spec.PURCHASE, spec.REFUND]
-# Window index -> the amount columns of (purchase, refund) for that window.
-_AMOUNT_COLUMNS = {
-    spec.WINDOWS_DAYS.index(days): [_I[f"{kind}_amount_{days}d"] for kind in ("purchase", "refund")]
-    for days in _AMOUNT_WINDOWS
-}
-_WINDOW_EDGES = np.array(spec.WINDOWS_DAYS, dtype=np.int64) * spec.DAY_SECONDS
-_N_SLOTS = len(spec.WINDOWS_DAYS) + 1  # each window, plus "older than every window"
-assert _N_TYPES * _N_SLOTS <= 127  # a (type, slot) pair fits an int8 (see compute_features)
+_DECAYED_SPEND = _I[f"spend_decayed_{spec.SPEND_HALF_LIFE_DAYS}d_half_life"]
 _DEFAULTS = np.array([f.default for f in spec.FEATURES])
+
+
+def _kernel_layout() -> tuple[IntArray, FloatMatrix]:
+    """The specification as the kernel reads it: named integers and reals, in the kernel's orders."""
+    edges = dict.fromkeys((f"edge_{i}" for i in range(_kernel.MAX_WINDOWS)), 0)
+    edges.update({f"edge_{i}": days * spec.DAY_SECONDS for i, days in enumerate(spec.WINDOWS_DAYS)})
+    integers = {
+        "n_types": _N_TYPES,
+        "n_windows": len(spec.WINDOWS_DAYS),
+        **edges,
+        # The count columns, type by type and window by window, side by side from here.
+        "count_start": int(_COUNT_COLUMNS[0, 0]),
+        "window_30": spec.WINDOWS_DAYS.index(30),
+        "window_90": spec.WINDOWS_DAYS.index(90),
+        "purchase": spec.PURCHASE,
+        "refund": spec.REFUND,
+        "add_to_cart": spec.ADD_TO_CART,
+        "review": spec.REVIEW,
+        "day_seconds": spec.DAY_SECONDS,
+        "period_seconds": spec.PERIOD_DAYS * spec.DAY_SECONDS,
+        "max_periods": spec.MAX_PERIODS,
+        "low_rating_max": spec.LOW_RATING_MAX,
+        "review_window_seconds": 90 * spec.DAY_SECONDS,
+        **{name: _I[name] for name in _kernel.LAYOUT if name in _I},
+    }
+    reals = {"recency_cap_days": spec.RECENCY_CAP_DAYS, "overdue_cap": spec.OVERDUE_CAP}
+    # Every feature is the kernel's or this module's: a new one fails here, not silently at its default.
+    theirs = {_I[name] for name in _kernel.LAYOUT if name in _I} | set(_COUNT_COLUMNS.ravel().tolist())
+    if theirs | {_DECAYED_SPEND} != set(range(spec.N_FEATURES)):
+        raise RuntimeError("a feature that neither the kernel nor compute.py computes")
+    if (_COUNT_COLUMNS.ravel() != np.arange(_COUNT_COLUMNS.size) + integers["count_start"]).any():
+        raise RuntimeError("the count features are not one block, type by type, window by window")
+    layout = np.array([integers[name] for name in _kernel.LAYOUT], dtype=np.int64)
+    return layout, np.array([reals[name] for name in _kernel.REAL_LAYOUT], dtype=np.float64)
+
+
+_LAYOUT, _REALS = _kernel_layout()
 
 
 def compute_features(events: EventArrays, as_of: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
     """The (n_users, N_FEATURES) matrix as of Unix second `as_of`, and which users have any event <= as_of."""
-    n = events.n_users
     ev = events.up_to(as_of).in_user_time_order()
-    out = np.empty((n, len(_DEFAULTS)))
-    out[:] = _DEFAULTS
-    age = as_of - ev.ts
-
-    # One pass for all windows: bin each event by the narrowest window holding it (an event exactly
-    # w days old is outside the w-day window), then running sums over the bins give every window's total.
-    # (Comparisons, not searchsorted, and index arrays, not boolean masks: this runs on every served
-    # batch, and both are several times faster on arrays of this size.)
-    narrowest = (age >= _WINDOW_EDGES[0]).view(np.int8)
-    for edge in _WINDOW_EDGES[1:]:
-        narrowest += (age >= edge).view(np.int8)
-    # The cell's low part (type, slot) fits a byte: one int64 pass for the user's part, not three.
-    low = ev.kind.astype(np.int8, copy=False) * np.int8(_N_SLOTS) + narrowest
-    cell = ev.user * (_N_TYPES * _N_SLOTS) + low
-    shape = (n, _N_TYPES, _N_SLOTS)
-    bins = np.bincount(cell, minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
-    # Running sums over the window bins, one long strided add per window (a cumsum along the short
-    # window axis loops in C per (user, type) pair and took longer).
-    by_pair = bins.reshape(n * _N_TYPES, _N_SLOTS)
-    counts = np.empty((n * _N_TYPES, len(spec.WINDOWS_DAYS)))
-    counts[:, 0] = by_pair[:, 0]
-    for window in range(1, len(spec.WINDOWS_DAYS)):
-        np.add(counts[:, window - 1], by_pair[:, window], out=counts[:, window])
-    out[:, _COUNT_BLOCK] = counts.reshape(n, -1)
-
-    # Purchases and refunds are a few percent of the events: find them in one pass over the types,
-    # and everything after works on their indices.
-    paid = np.flatnonzero((ev.kind == spec.PURCHASE) | (ev.kind == spec.REFUND))
-    purchases = paid[ev.kind.take(paid) == spec.PURCHASE]
-    runs = _runs(ev.user)
-    _amounts(out, ev, cell, paid)
-    _recency(out, ev, runs, purchases, as_of)
-    _purchase_history(out, ev, purchases)
-    _ratios(out, ev, age)
-    _regularity(out, ev, runs, age, purchases)
-    _decayed_spend_and_trends(out, ev, age, purchases)
-    known = np.zeros(n, dtype=bool)
-    known[ev.user.take(runs[0])] = True
+    out, known = _defaults(ev.n_users)
+    _kernel.features(
+        np.ascontiguousarray(ev.user, dtype=np.int64),
+        np.ascontiguousarray(ev.ts, dtype=np.int64),
+        np.ascontiguousarray(ev.kind, dtype=np.uint8),
+        np.ascontiguousarray(ev.cents, dtype=np.int64),
+        np.ascontiguousarray(ev.rating, dtype=np.uint8),
+        as_of,
+        _LAYOUT,
+        _REALS,
+        out,
+        known,
+    )
+    purchases = np.flatnonzero(ev.kind == spec.PURCHASE)
+    _decayed_spend(out, ev.user.take(purchases), ev.ts.take(purchases), ev.cents.take(purchases), as_of)
     return out, known
 
 
-def _amounts(out: FloatMatrix, ev: EventArrays, cell: IntArray, paid: IntArray) -> None:
-    """Windowed purchase and refund amounts, from the events that carry an amount."""
-    n = ev.n_users
-    shape = (n, _N_TYPES, _N_SLOTS)
-    bins = np.bincount(cell[paid], weights=ev.cents[paid], minlength=n * _N_TYPES * _N_SLOTS).reshape(shape)
-    running = np.zeros((n, len(_PAID_KINDS)))  # (users, kinds): cents inside the window reached so far
-    for window in range(len(spec.WINDOWS_DAYS)):
-        running += bins[:, _PAID_KINDS, window]
-        for kind, column in enumerate(_AMOUNT_COLUMNS.get(window, [])):
-            out[:, column] = running[:, kind] / 100.0
+def features_of_records(
+    blobs: list[bytes | None], record_format: IntArray, as_of: int
+) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
+    """`compute_features` of the online store's strings (one per user, None for none), read by the kernel
+    straight from the records that `record_format` describes (app/features/records.py)."""
+    out, known = _defaults(len(blobs))
+    purchases = _kernel.features_from_records(blobs, record_format, as_of, _LAYOUT, _REALS, out, known)
+    user, ts, cents = (np.frombuffer(column, dtype=np.int64) for column in purchases)
+    _decayed_spend(out, user, ts, cents, as_of)
+    return out, known
 
 
-def _runs(user: IntArray) -> tuple[IntArray, IntArray]:
-    """First and last index of each user's run in user-sorted arrays."""
-    if len(user) == 0:
-        return user, user
-    first = np.empty(len(user), dtype=bool)
-    first[0] = True
-    np.not_equal(user[1:], user[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:] - 1
-    ends[-1] = len(user) - 1
-    return starts, ends
+def _defaults(n_users: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
+    """Every row at the features' defaults, and no user known: the kernel fills the users with events."""
+    out = np.empty((n_users, len(_DEFAULTS)))
+    out[:] = _DEFAULTS
+    return out, np.zeros(n_users, dtype=bool)
 
 
-def _recency(
-    out: FloatMatrix, ev: EventArrays, runs: tuple[IntArray, IntArray], purchases: IntArray, as_of: int
-) -> None:
-    # Events are in (user, ts) order: a run's first event is the user's earliest, its last the latest.
-    cap = spec.RECENCY_CAP_DAYS
-    first, last = runs
-    seen = ev.user[first]
-    out[seen, _I["days_since_last_event"]] = np.minimum((as_of - ev.ts[last]) / spec.DAY_SECONDS, cap)
-    out[seen, _I["tenure_days"]] = (as_of - ev.ts[first]) / spec.DAY_SECONDS
-    user, ts = ev.user.take(purchases), ev.ts.take(purchases)
-    _, last = _runs(user)
-    out[user[last], _I["days_since_last_purchase"]] = np.minimum((as_of - ts[last]) / spec.DAY_SECONDS, cap)
-
-
-def _purchase_history(out: FloatMatrix, ev: EventArrays, purchases: IntArray) -> None:
-    n = ev.n_users
-    user, ts = ev.user.take(purchases), ev.ts.take(purchases)  # already in (user, ts) order
-    out[:, _I["lifetime_purchases"]] = np.bincount(user, minlength=n)
-    out[:, _I["lifetime_spend"]] = np.bincount(user, weights=ev.cents.take(purchases), minlength=n) / 100.0
-
-    same_user = user[1:] == user[:-1]
-    gap_user = user[1:][same_user]
-    gaps = (ts[1:] - ts[:-1])[same_user] / spec.DAY_SECONDS
-    n_gaps = np.bincount(gap_user, minlength=n)
-    has_gaps = n_gaps > 0
-    mean = np.zeros(n)
-    mean[has_gaps] = np.bincount(gap_user, weights=gaps, minlength=n)[has_gaps] / n_gaps[has_gaps]
-    # Two passes rather than E[g^2] - E[g]^2, which cancels badly for regular buyers.
-    deviation = gaps - mean[gap_user]
-    variance = np.zeros(n)
-    variance[has_gaps] = (
-        np.bincount(gap_user, weights=deviation * deviation, minlength=n)[has_gaps] / n_gaps[has_gaps]
-    )
-    out[:, _I["purchase_gap_mean_days"]] = mean
-    out[:, _I["purchase_gap_std_days"]] = np.sqrt(variance)
-
-
-def _ratios(out: FloatMatrix, ev: EventArrays, age: IntArray) -> None:
-    n = ev.n_users
-    carts = out[:, _I["add_to_cart_count_30d"]]
-    purchases = out[:, _I["purchase_count_30d"]]
-    with_carts = carts > 0
-    out[with_carts, _I["cart_conversion_30d"]] = np.minimum(1.0, purchases[with_carts] / carts[with_carts])
-
-    reviews = np.flatnonzero(ev.kind == spec.REVIEW)
-    reviews = reviews[age.take(reviews) < 90 * spec.DAY_SECONDS]
-    n_reviews = out[:, _I["review_count_90d"]]
-    user, rating = ev.user.take(reviews), ev.rating.take(reviews)
-    rating_sum = np.bincount(user, weights=rating, minlength=n)
-    reviewed = n_reviews > 0
-    out[reviewed, _I["review_rating_mean_90d"]] = rating_sum[reviewed] / n_reviews[reviewed]
-    out[:, _I["low_rating_count_90d"]] = np.bincount(user[rating <= spec.LOW_RATING_MAX], minlength=n)
-
-
-def _distinct_per_user(user: IntArray, step: IntArray, n: int) -> IntArray:
-    """Distinct (user, step) pairs per user, for arrays in (user, ts) order: within a user, a step
-    counted back from T ((T - ts) // length) never increases, so each new pair starts where it changes."""
-    new = np.ones(len(user), dtype=bool)
-    new[1:] = (user[1:] != user[:-1]) | (step[1:] != step[:-1])
-    return np.bincount(user[new], minlength=n)
-
-
-def _regularity(
-    out: FloatMatrix, ev: EventArrays, runs: tuple[IntArray, IntArray], age: IntArray, purchases: IntArray
-) -> None:
-    n = ev.n_users
-    user, purchase_age = ev.user.take(purchases), age.take(purchases)
-    out[:, _I["purchase_days_lifetime"]] = _distinct_per_user(user, purchase_age // spec.DAY_SECONDS, n)
-
-    period_seconds = spec.PERIOD_DAYS * spec.DAY_SECONDS
-    first, _ = runs
-    periods = np.zeros(n, dtype=np.int64)  # P: the periods a user's history reaches, at most a year's
-    periods[ev.user[first]] = np.minimum(spec.MAX_PERIODS, 1 + age[first] // period_seconds)
-    period = purchase_age // period_seconds
-    counted = period < periods[user]
-    bought = _distinct_per_user(user[counted], period[counted], n)
-    seen = periods > 0
-    out[seen, _I["purchase_period_share_12"]] = bought[seen] / periods[seen]
-
-    repeat = out[:, _I["lifetime_purchases"]] >= 2
-    rhythm = np.maximum(1.0, out[repeat, _I["purchase_gap_mean_days"]])
-    out[repeat, _I["purchase_overdue_ratio"]] = np.minimum(
-        spec.OVERDUE_CAP, out[repeat, _I["days_since_last_purchase"]] / rhythm
-    )
-
-
-def _trend(recent: FloatMatrix, ninety: FloatMatrix) -> FloatMatrix:
-    earlier = (ninety - recent) / 2.0  # per 30 days, over the 60 days before the 30-day window
-    result: FloatMatrix = (recent - earlier) / (recent + earlier + 1.0)
-    return result
-
-
-def _decayed_spend_and_trends(out: FloatMatrix, ev: EventArrays, age: IntArray, purchases: IntArray) -> None:
-    n = ev.n_users
+def _decayed_spend(out: FloatMatrix, user: IntArray, ts: IntArray, cents: NarrowIntArray, as_of: int) -> None:
+    """The decayed spend from the purchases (in (user, ts) order). Here, not in the kernel: numpy's exp2
+    and the C library's differ in the last bit of some values, and the trained models saw numpy's."""
     half_life = spec.SPEND_HALF_LIFE_DAYS * spec.DAY_SECONDS
-    weights = ev.cents.take(purchases) * np.exp2(-age.take(purchases) / half_life)
-    spend = np.bincount(ev.user.take(purchases), weights=weights, minlength=n) / 100.0
-    out[:, _I[f"spend_decayed_{spec.SPEND_HALF_LIFE_DAYS}d_half_life"]] = spend
-
-    thirty, ninety = spec.WINDOWS_DAYS.index(30), spec.WINDOWS_DAYS.index(90)
-    events_30d = out[:, _COUNT_COLUMNS[:, thirty]].sum(axis=1)
-    events_90d = out[:, _COUNT_COLUMNS[:, ninety]].sum(axis=1)
-    out[:, _I["trend_activity_30d_vs_90d"]] = _trend(events_30d, events_90d)
-    out[:, _I["trend_spend_30d_vs_90d"]] = _trend(
-        out[:, _I["purchase_amount_30d"]], out[:, _I["purchase_amount_90d"]]
-    )
+    weights = cents * np.exp2(-(as_of - ts) / half_life)
+    out[:, _DECAYED_SPEND] = np.bincount(user, weights=weights, minlength=len(out)) / 100.0

@@ -4,9 +4,10 @@ A user's events that can still matter (the newest events of the longest window, 
 first and the last event) are kept as fixed-size records (app/features/records.py), sorted by (time,
 event-id fingerprint). Writing is one Lua script per user, atomic and idempotent per event id: an event
 id the user's string already holds is a duplicate when the event is the same, and a conflict when it is
-not. Reading is one MGET for the whole batch, decoded with numpy and fed to the same `compute_features`
-as training. So served features equal trained ones by construction, for any set of events and any
-arrival order, within the capacity limits of app/features/capacity.py.
+not. Reading is one MGET for the whole batch, whose records the compiled per-user pass of training's
+`compute_features` reads directly (app/features/_kernel.c). So served features equal trained ones by
+construction, for any set of events and any arrival order, within the capacity limits of
+app/features/capacity.py.
 
 The key names, and how they place users in a Redis Cluster, are in app/features/keys.py; what differs
 on a cluster in app/features/cluster.py.
@@ -30,10 +31,10 @@ from redis.exceptions import NoScriptError, RedisError
 
 from app import metrics
 from app.config import Settings
-from app.features import spec
+from app.features import records, spec
 from app.features.capacity import MAX_PURCHASE_RECORDS, MAX_RECENT_RECORDS, PRUNE_AFTER_S
 from app.features.cluster import ClusterFault, ClusterReads, PartialWrite, cluster_faults
-from app.features.compute import FloatMatrix, compute_features
+from app.features.compute import FloatMatrix
 from app.features.directory import IdSealer
 from app.features.events import RejectionReason
 from app.features.keys import (
@@ -47,7 +48,7 @@ from app.features.keys import (
     user_tag,
 )
 from app.features.pseudonym import Pseudonyms
-from app.features.records import FP_BYTES, FP_OFFSET, LUA_HEAD_FORMAT, RECORD, decode, encode, fingerprint
+from app.features.records import FP_BYTES, FP_OFFSET, LUA_HEAD_FORMAT, RECORD, encode, fingerprint
 from app.redis_client import StoreClient
 from app.schemas import Event
 
@@ -351,7 +352,7 @@ class OnlineFeatureStore:
 
         `as_of_s` is meant to be the store's now (or later): records that pruning dropped cannot be
         brought back for an earlier time."""
-        return compute_features(decode(blobs), as_of_s)
+        return records.features(list(blobs), as_of_s)
 
     async def read(
         self, user_ids: Sequence[str], as_of: datetime

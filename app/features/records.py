@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
-from app.features import spec
-from app.features.compute import EventArrays
+from app.features import _kernel, spec
+from app.features.compute import FloatMatrix, features_of_records
 from app.schemas import Event
 
 FP_BYTES: Final = 6
@@ -93,20 +93,15 @@ def encode(event: Event, ts: int, fp: bytes) -> bytes:
     )
 
 
-def decode(blobs: Sequence[bytes | None]) -> EventArrays:
-    """MGET replies (one per user, None for unknown users) -> event arrays, without per-field loops."""
-    # map/filter keep the per-user loop in C: a Python-level generator over thousands of replies cost
-    # more than all the decoding after it.
-    present = [b or b"" for b in blobs]
-    counts = np.fromiter(map(len, present), dtype=np.int64, count=len(present)) // RECORD.size
-    records = np.frombuffer(b"".join(present), dtype=RECORD_DTYPE)
-    return EventArrays(
-        n_users=len(blobs),
-        user=np.repeat(np.arange(len(blobs), dtype=np.int64), counts),
-        ts=records["ts"].astype(np.int64),
-        # As narrow as stored: less memory traffic than int64 for the same values.
-        kind=np.ascontiguousarray(records["kind"]),
-        cents=records["cents"].astype(np.int32),
-        rating=np.ascontiguousarray(records["rating"]),
-        time_ordered=True,  # each user's records are kept sorted, and users follow request order
-    )
+# The record as the feature kernel reads it (app/features/_kernel.c): where each field it reads lies.
+_KERNEL_FIELDS: Final = {"ts": ">u4", "kind": "u1", "rating": "u1", "cents": ">i4"}
+_PLACES: Final = {name: RECORD_DTYPE.fields[name] for name in _KERNEL_FIELDS} if RECORD_DTYPE.fields else {}
+if any(_PLACES[name][0] != np.dtype(code) for name, code in _KERNEL_FIELDS.items()):
+    raise RuntimeError(f"record layout: the feature kernel reads {_KERNEL_FIELDS}")
+_FORMAT: Final = {"size": RECORD_DTYPE.itemsize} | {name: place[1] for name, place in _PLACES.items()}
+KERNEL_FORMAT: Final = np.array([_FORMAT[name] for name in _kernel.RECORD_LAYOUT], dtype=np.int64)
+
+
+def features(blobs: list[bytes | None], as_of: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
+    """MGET replies (one per user, None for unknown users) -> the feature matrix and known-user flags."""
+    return features_of_records(blobs, KERNEL_FORMAT, as_of)
