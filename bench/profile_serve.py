@@ -32,7 +32,10 @@ from bench.procs import Procs, install_sigterm_handler
 # batching by user ids, so that an older checkout can be profiled the same way.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Redis MGET (client side)", ("OnlineFeatureStore.fetch", "Redis.execute_command")),
-    ("decode records + compute features", ("OnlineFeatureStore.features", "compute_features", "features_of_records", "decode ")),
+    (
+        "decode records + compute features",
+        ("OnlineFeatureStore.features", "compute_features", "features_of_records", "decode "),
+    ),
     ("scale, forward, calibrate, tier, segment", ("ChurnModel.score", "ChurnModel.scale", "InferenceEngine")),
     ("per-user answers", ("ScoredRows.users", "ChurnModel.results")),
     ("batching: gathering, metrics, futures", ("MicroBatcher",)),

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import redis
 
+from app.bulk import readers
 from app.bulk.backfill import BackfillSummary
 from app.bulk.commands import connect, open_store, run_backfill
 from app.bulk.plan import encode_records
@@ -168,6 +169,29 @@ def test_bad_json_lines_are_refused_as_events_refuses_them(redis_url: str, tmp_p
         "line 7: 'type' is given twice in one object",
         "line 8: must be a JSON object",
     ]
+
+
+def test_json_lines_read_by_arrow_check_as_they_do_read_line_by_line(
+    log: pd.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    offline.write_event_log(log, path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.insert(
+        7, json.dumps(GOOD[1] | {"rating": 4.0, "amount": 3}).encode() + b"\n"
+    )  # integers as JSON has them
+    numbers = list(range(1, len(lines) + 1))
+    at_once = readers._arrow_json_chunk(lines, numbers)
+    assert at_once is None  # Arrow takes 4.0 for no integer: the chunk is read line by line
+    del lines[7], numbers[-1]
+    at_once = readers._arrow_json_chunk(lines, numbers)
+    assert at_once is not None
+    by_line = readers._json_chunk_by_line(lines, numbers)
+    assert by_line.problems == [] and at_once.problems == []
+    (fast, fast_problems), (slow, slow_problems) = (offline.check_events(c.raw) for c in (at_once, by_line))
+    assert fast_problems == slow_problems == []
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
+    np.testing.assert_array_equal(at_once.locations, by_line.locations)
 
 
 def test_records_are_those_events_writes() -> None:
