@@ -77,7 +77,11 @@ static void user_row(const Events *ev, Py_ssize_t first, Py_ssize_t end, int64_t
     const int64_t n_types = L[L_N_TYPES], n_windows = L[L_N_WINDOWS];
     const int64_t purchase = L[L_PURCHASE], refund = L[L_REFUND], review = L[L_REVIEW];
     const double day = (double)L[L_DAY_SECONDS];
-    int64_t counts[MAX_TYPES][MAX_WINDOWS + 1] = {{0}};
+    /* Events by type and narrowest window, flat: only the n_types x (n_windows + 1) in use are cleared,
+     * which for thousands of users a batch costs less than clearing the whole array each time. */
+    const int64_t slots = n_windows + 1;
+    int64_t counts[MAX_TYPES * (MAX_WINDOWS + 1)];
+    memset(counts, 0, (size_t)(n_types * slots) * sizeof(int64_t));
     int64_t paid[2][MAX_WINDOWS + 1] = {{0}};  /* cents of purchases, refunds, by narrowest window */
     int64_t purchases = 0, spend = 0, rating_sum = 0, low_ratings = 0, purchase_days = 0, bought = 0;
     int64_t last_purchase = 0, previous_day = -1, previous_period = -1, gaps = 0;
@@ -94,7 +98,7 @@ static void user_row(const Events *ev, Py_ssize_t first, Py_ssize_t end, int64_t
         const int64_t age = as_of - ev->ts[i];
         const int64_t kind = ev->kind[i];
         while (slot > 0 && age < edge[slot - 1]) slot--;
-        counts[kind][slot]++;
+        counts[kind * slots + slot]++;
         if (kind == review && age < L[L_REVIEW_WINDOW_SECONDS]) {
             rating_sum += ev->rating[i];
             low_ratings += ev->rating[i] <= L[L_LOW_RATING_MAX];
@@ -124,7 +128,7 @@ static void user_row(const Events *ev, Py_ssize_t first, Py_ssize_t end, int64_t
     for (int64_t kind = 0; kind < n_types; kind++) {
         double running = 0.0;
         for (int64_t window = 0; window < n_windows; window++) {
-            running += (double)counts[kind][window];
+            running += (double)counts[kind * slots + window];
             row[start + kind * n_windows + window] = running;
         }
     }
