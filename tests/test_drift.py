@@ -83,16 +83,19 @@ def test_an_unshifted_replay_stays_under_0_1_and_shifted_ones_go_over_0_2(
     assert silent["days_since_last_event"] > 0.2 and silent["score"] > 0.2
 
 
+# Batches of 300 rows are binned as they come; batches of 7 are kept and binned a few hundred rows at a
+# time, or when the PSI is read.
+@pytest.mark.parametrize("batch", [300, 7])
 def test_the_window_holds_the_psi_of_the_last_rows_of_known_users(
-    training: tuple[ChurnModel, Reference], replay: pd.DataFrame
+    training: tuple[ChurnModel, Reference], replay: pd.DataFrame, batch: int
 ) -> None:
     model, reference = training
     raw = feature_rows(spend_three_times_as_much(replay))
     monitor = DriftMonitor(window_rows=1_000, rows_per_batch=400)
     monitor.follow(model)
     fed = []
-    for start in range(0, len(raw), 300):
-        rows = raw[start : start + 300]
+    for start in range(0, len(raw), batch):
+        rows = raw[start : start + batch]
         known = np.ones(len(rows), dtype=bool)
         known[::10] = False  # unknown users are scored on empty features: not the population
         scored = model.score(rows, known, explain=False, top_k=3)

@@ -1,9 +1,11 @@
 """The served side of drift: bin counts over the last N served rows, PSI against the bundle's training
 distribution, exported as gauges.
 
-It runs as a batch observer on the event loop, so per batch it does a few vectorised numpy operations on
-at most `rows_per_batch` rows: bin the rows, add their counts, subtract those of the rows they push out
-of the window. Only known users count: a user the store has never seen is scored on empty features,
+It runs as a batch observer on the event loop. Per batch it keeps a sample of at most `rows_per_batch`
+rows; once FLUSH_ROWS are kept (or a gauge is due, or the PSI is read) it bins them in a few vectorised
+numpy operations, adds their counts and subtracts those of the rows they push out of the window. Binning
+a few rows at a time cost as much per batch as binning hundreds: the small batches of single-user
+requests paid it on every batch. Only known users count: a user the store has never seen is scored on empty features,
 which says nothing about the population the model was trained on.
 """
 
@@ -24,6 +26,7 @@ from app.model.scoring import ScoredBatch
 # Below this many rows PSI mostly measures sampling noise (about bins / rows): gauges stay NaN.
 MIN_ROWS = 500
 GAUGE_REFRESH_S = 1.0
+FLUSH_ROWS = 256  # sampled rows kept before they are binned into the window
 
 
 def sample(rows: np.ndarray[Any, Any], at_most: int) -> np.ndarray[Any, Any]:
@@ -62,15 +65,32 @@ class DriftMonitor:
         self._bins = np.zeros((self.window_rows, names), dtype=np.int16)
         self._counts = np.zeros((names, bins), dtype=np.int64)
         self._filled = self._next = 0
+        self._kept: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []  # (raw rows, scores)
+        self._kept_rows = 0
 
     def observe(self, batch: ScoredBatch) -> None:
-        reference = self._reference
-        if reference is None or batch.model is not self._model:
+        if self._reference is None or batch.model is not self._model:
             return  # a batch admitted before a swap is the previous model's
         rows = sample(np.flatnonzero(batch.scored.known), self.rows_per_batch)
         if not len(rows):
             return
-        new = reference.bin_rows(batch.raw[rows], batch.scored.probability[rows]).astype(np.int16)
+        self._kept.append((batch.raw[rows], batch.scored.probability[rows]))  # copies: fancy indexing
+        self._kept_rows += len(rows)
+        due = time.monotonic() - self._refreshed >= GAUGE_REFRESH_S
+        if self._kept_rows >= FLUSH_ROWS or due:
+            self._flush()
+        if due:
+            self._publish()
+
+    def _flush(self) -> None:
+        """Bin the kept rows into the window, the newest last."""
+        reference = self._reference
+        if reference is None or not self._kept:
+            return
+        raw = np.concatenate([rows for rows, _ in self._kept])[-self.window_rows :]
+        scores = np.concatenate([scores for _, scores in self._kept])[-self.window_rows :]
+        self._kept, self._kept_rows = [], 0
+        new = reference.bin_rows(raw, scores).astype(np.int16)
         slots = (self._next + np.arange(len(new))) % self.window_rows
         leaving = slots[slots < self._filled]  # occupied slots: their rows leave the window
         if len(leaving):
@@ -79,11 +99,10 @@ class DriftMonitor:
         self._counts += reference.counts_of(new.astype(np.int64))
         self._filled = min(self.window_rows, self._filled + len(new))
         self._next = int((self._next + len(new)) % self.window_rows)
-        if time.monotonic() - self._refreshed >= GAUGE_REFRESH_S:
-            self._publish()
 
     def psi(self) -> dict[str, float] | None:
         """PSI per feature and of the score, or None while the window holds fewer than MIN_ROWS."""
+        self._flush()
         if self._reference is None or self._filled < MIN_ROWS:
             return None
         values = self._reference.psi(self._counts / self._filled)
