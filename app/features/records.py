@@ -1,5 +1,5 @@
-"""The stored record layout, defined once: the Python packer, the numpy reader and the Lua script's
-formats all derive from FIELDS.
+"""The stored record layout, defined once: the Python packer, the numpy dtype (bulk loading), the field
+offsets the feature kernel reads records by, and the Lua script's formats all derive from FIELDS.
 
 A record is one event, big-endian, sorted by (ts, fp). The apply script relies on (ts, kind, fp)
 leading the record, in that order: it reads them with one unpack, and reads a kind with the first bytes
