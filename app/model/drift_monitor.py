@@ -5,8 +5,8 @@ It runs as a batch observer on the event loop. Per batch it keeps a sample of at
 rows; once FLUSH_ROWS are kept (or a gauge is due, or the PSI is read) it bins them in a few vectorised
 numpy operations, adds their counts and subtracts those of the rows they push out of the window. Binning
 a few rows at a time cost as much per batch as binning hundreds: the small batches of single-user
-requests paid it on every batch. Only known users count: a user the store has never seen is scored on empty features,
-which says nothing about the population the model was trained on.
+requests paid it on every batch. Only known users count: a user the store has never seen is scored on
+empty features, which says nothing about the population the model was trained on.
 """
 
 from __future__ import annotations
