@@ -25,7 +25,11 @@ BATCH_ROWS = Histogram("churn_batch_rows", "Rows per forward pass of the model."
 QUEUE_WAIT_SECONDS = Histogram(
     "churn_queue_wait_seconds", "Time a scoring job waited for its batch.", buckets=LATENCY_BUCKETS
 )
-QUEUE_ROWS = Gauge("churn_queue_rows", "Users admitted and waiting for a batch.", multiprocess_mode="livesum")
+QUEUE_ROWS = Gauge(
+    "churn_queue_rows",
+    "Users admitted and waiting for a batch, as each batch is taken.",
+    multiprocess_mode="livesum",
+)
 JOBS_SKIPPED = Counter(
     "churn_jobs_skipped_total", "Scoring jobs dropped before inference, by reason.", ["reason"]
 )

@@ -117,7 +117,8 @@ class MicroBatcher(Generic[P, R]):
         job = Job(payload, rows, future, loop.call_later(timeout_s, _expire, future))
         self._queue.append(job)
         self._queued_rows += rows
-        metrics.QUEUE_ROWS.set(self._queued_rows)
+        # The queue gauge is set as each batch is taken, not here: it is read at scrapes seconds apart,
+        # and a set per request takes a lock in prometheus_client on every single-user request.
         if len(self._queue) == 1 or self._queued_rows >= self.max_rows:
             self._wake()  # a first job starts the delay; a full batch ends it
         return job
