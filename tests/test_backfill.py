@@ -5,6 +5,7 @@ are named and the rest loads; CSV, JSON lines and Parquet load alike."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -192,6 +193,17 @@ def test_json_lines_read_by_arrow_check_as_they_do_read_line_by_line(
     assert fast_problems == slow_problems == []
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
     np.testing.assert_array_equal(at_once.locations, by_line.locations)
+
+
+def test_json_lines_keep_their_line_numbers_across_chunks_and_blank_lines() -> None:
+    stream = io.BytesIO(b'{"a":1}\n\n{"b":2}\n  \n\n{"c":3}\n{"d":4}')
+    chunks = list(readers._non_blank_lines(stream, 2))
+    assert chunks == [
+        ([b'{"a":1}\n'], [1]),
+        ([b'{"b":2}\n'], [3]),
+        ([b'{"c":3}\n'], [6]),
+        ([b'{"d":4}'], [7]),
+    ]
 
 
 def test_records_are_those_events_writes() -> None:

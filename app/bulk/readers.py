@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final, cast
@@ -141,18 +143,32 @@ def _csv_chunks(path: Path, rows: int) -> Iterator[Chunk]:
 
 
 def _jsonl_chunks(path: Path, rows: int) -> Iterator[Chunk]:
-    with _open_binary(path) as stream:
-        lines: list[bytes] = []
-        numbers: list[int] = []
-        for number, line in enumerate(stream, start=1):
-            if line.strip():  # blank lines (a trailing one, say) hold no event
-                lines.append(line)
-                numbers.append(number)
-                if len(lines) == rows:
-                    yield _json_chunk(lines, numbers)
-                    lines, numbers = [], []
-        if lines:
-            yield _json_chunk(lines, numbers)
+    # Arrow parses a chunk without holding the GIL: the next chunk is parsed in a thread of its own while
+    # the one before is checked and planned, so that loading is not parse, then check, then parse.
+    with _open_binary(path) as stream, ThreadPoolExecutor(1, thread_name_prefix="jsonl") as parser:
+        parsing: Future[Chunk] | None = None
+        for lines, numbers in _non_blank_lines(stream, rows):
+            upcoming = parser.submit(_json_chunk, lines, numbers)
+            if parsing is not None:
+                yield parsing.result()
+            parsing = upcoming
+        if parsing is not None:
+            yield parsing.result()
+
+
+def _non_blank_lines(stream: IO[bytes], rows: int) -> Iterator[tuple[list[bytes], list[int]]]:
+    """The stream's lines `rows` at a time, blank ones (a trailing one, say) left out, with the line
+    numbers of those kept."""
+    done = 0
+    while block := list(itertools.islice(stream, rows)):
+        numbers = range(done + 1, done + len(block) + 1)
+        done += len(block)
+        if all(map(bytes.strip, block)):  # the usual block: no blank line, no loop in Python
+            yield block, list(numbers)
+        else:
+            kept = [(line, number) for line, number in zip(block, numbers, strict=True) if line.strip()]
+            if kept:
+                yield [line for line, _ in kept], [number for _, number in kept]
 
 
 def _open_binary(path: Path) -> IO[bytes]:
