@@ -345,14 +345,12 @@ class OnlineFeatureStore:
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         return blobs
 
-    def features(
-        self, blobs: Sequence[bytes | None], as_of_s: int
-    ) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
+    def features(self, blobs: list[bytes | None], as_of_s: int) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
         """Feature matrix (request order) and known-user flags of fetched strings: CPU only.
 
         `as_of_s` is meant to be the store's now (or later): records that pruning dropped cannot be
         brought back for an earlier time."""
-        return records.features(list(blobs), as_of_s)
+        return records.features(blobs, as_of_s)
 
     async def read(
         self, user_ids: Sequence[str], as_of: datetime
