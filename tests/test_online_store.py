@@ -202,3 +202,49 @@ def test_a_write_that_must_prune_takes_the_merge_path(redis_url: str) -> None:
     run(redis_url, at_once, prefix="once")
     twice, once = snapshot(redis_url, "twice"), snapshot(redis_url, "once")
     assert twice == once and len(next(iter(once.values()))) == 4 * RECORD.size
+
+
+def test_a_record_aged_past_the_prune_time_behind_old_purchases_is_pruned(redis_url: str) -> None:
+    # Written 30 days before T, the page view of 100 days before T was recent; by T it is old. The old
+    # purchase ahead of it is kept at any age, so the write at T must look past it, and merge.
+    first, bought, viewed = (
+        EVENTS[0],
+        EVENTS[1],
+        Event.model_validate(event("a", "page_view", before(days=100), "v")),
+    )
+    new = [EVENTS[6]]
+
+    async def then_now(store: OnlineFeatureStore) -> None:
+        await store.apply([first, bought, viewed], T - timedelta(days=30))
+        await store.apply(new, T)
+
+    async def at_once(store: OnlineFeatureStore) -> None:
+        await store.apply([first, bought, viewed, *new], T)
+
+    run(redis_url, then_now, prefix="aged")
+    run(redis_url, at_once, prefix="fresh")
+    aged, fresh = snapshot(redis_url, "aged"), snapshot(redis_url, "fresh")
+    assert aged == fresh and len(next(iter(fresh.values()))) == 3 * RECORD.size
+
+
+def test_old_purchases_leave_appends_to_the_append_path(redis_url: str) -> None:
+    # Old purchases stored behind the first event, every other record recent: a newer event is appended,
+    # and the string is the one a single merge of everything gives.
+    rows = [
+        EVENTS[0],
+        EVENTS[1],
+        Event.model_validate(event("a", "purchase", before(days=140), "p2", amount=8.0)),
+    ]
+    rows += [Event.model_validate(event("a", "page_view", before(days=10 - i), f"v{i}")) for i in range(5)]
+
+    async def one_by_one(store: OnlineFeatureStore) -> None:
+        for e in rows:
+            await store.apply([e], T)
+
+    async def together(store: OnlineFeatureStore) -> None:
+        await store.apply(rows, T)
+
+    run(redis_url, one_by_one, prefix="appended")
+    run(redis_url, together, prefix="merged")
+    appended, merged = snapshot(redis_url, "appended"), snapshot(redis_url, "merged")
+    assert appended == merged and len(next(iter(merged.values()))) == 8 * RECORD.size
