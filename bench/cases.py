@@ -18,7 +18,7 @@ import redis
 
 from app.features.pseudonym import Pseudonyms
 from bench import drivers, prefill
-from bench.procs import request
+from bench.procs import cpu_seconds, request
 from bench.systems import BENCH_ID_SECRET, Running
 
 
@@ -61,11 +61,16 @@ def open_loop(run: Running, path: str, bodies: Path, plan: Plan, peak: float) ->
     }
 
 
-def events(run: Running, users: Path, plan: Plan) -> dict[str, Any]:
-    """POST /events, 100 new events per request (unique ids), closed loop."""
+def events(run: Running, users: Path, plan: Plan, redis_pid: int) -> dict[str, Any]:
+    """POST /events, 100 new events per request (unique ids), closed loop; with the share of a core the
+    server and redis-server each used meanwhile, which says which of the two bounds the rate."""
     tag = uuid.uuid4().hex[:8]
     settle(drivers.wrk(run.port, "/events", "wrk_events.lua", [str(users), f"{tag}w", "100"], plan.warmup))
+    pids = {"server": run.proc.popen.pid, "redis": redis_pid}
+    before, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
     result = drivers.wrk(run.port, "/events", "wrk_events.lua", [str(users), tag, "100"], plan.closed)
+    elapsed = time.perf_counter() - started
+    result["cpu_share"] = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
     result["events_per_s"] = result["rate"] * 100
     return result
 

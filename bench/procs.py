@@ -33,6 +33,12 @@ if AUTH_ENV not in os.environ:
     os.environ["CHURN_BENCH_API_KEYS"] = json.dumps([_entry.model_dump()])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Proc:
     def __init__(self, name: str, command: list[str], core: str, env: dict[str, str], log: Path) -> None:
         self.name = name

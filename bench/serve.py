@@ -45,7 +45,9 @@ def step(name: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
 
 
-def measure_ours(procs: Procs, redis_url: str, plan: cases.Plan, folder: Path, workers: int) -> dict:
+def measure_ours(
+    procs: Procs, redis_url: str, redis_pid: int, plan: cases.Plan, folder: Path, workers: int
+) -> dict:
     out: dict[str, Any] = {"ready": []}
     with systems.ours(procs, redis_url, True, workers) as run:
         out["ready"].append(run.ready_s)
@@ -68,7 +70,7 @@ def measure_ours(procs: Procs, redis_url: str, plan: cases.Plan, folder: Path, w
         step("case 5: ours, overload")
         out["overload"] = cases.overload(run, bodies, plan, out["score256"]["rate"])
         step("case 4: ours, POST /events")
-        out["events"] = cases.events(run, bodies["users"], plan)
+        out["events"] = cases.events(run, bodies["users"], plan, redis_pid)
         step("case 6: ours, busy user")
         out["busy"] = cases.busy_user(run, redis_url, bodies, plan)
     out["bodies"] = bodies
@@ -105,9 +107,9 @@ def run(plan: cases.Plan, workers: int, out_file: Path) -> None:
         folder = Path(tmp)
         procs = Procs(folder)
         try:
-            _, redis_port = systems.start_redis(procs)
+            redis_proc, redis_port = systems.start_redis(procs)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            ours = measure_ours(procs, redis_url, plan, folder, workers)
+            ours = measure_ours(procs, redis_url, redis_proc.popen.pid, plan, folder, workers)
             bodies = ours.pop("bodies")
             peers = measure_peers(procs, redis_url, bodies, plan)
             step("case 1 again: every system up, alternating rounds")

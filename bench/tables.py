@@ -98,6 +98,8 @@ def many(o: dict[str, Any], peers: dict[str, Any]) -> list[Row]:
 def events(o: dict[str, Any], ceiling: dict[str, float]) -> list[Row]:
     r = o["events"]
     fig = f"{rate(r['events_per_s'])} events/s, p99 {r['latency_ms']['p99']:.2f} ms"
+    if "cpu_share" in r:  # which of the two is the bottleneck: the one near a whole core
+        fig += ", CPU used: server {server:.2f}, redis-server {redis:.2f} of a core".format(**r["cpu_share"])
     if r["non_2xx"]:
         fig += f", {r['non_2xx']} non-2xx"
     set_rate = ceiling.get("SET -P 1", 0)
