@@ -128,9 +128,19 @@ local function merge(key, news)
   local function head(i) -- ts, kind, fingerprint of stored record i
     return unpack(HEAD, blob, (i - 1) * R + 1)
   end
-  -- The first stored record from lo on that sorts after (t, f), n + 1 if none (none sorts equal: f is
-  -- not stored): gallop from lo, then binary-search, so new records landing close together (the usual
-  -- case) cost a probe or two. Probes unpack inline: a call would cost as much.
+  -- The first stored record in lo..hi that sorts after (t, f), where every record before lo sorts before
+  -- it and record hi (or hi = n + 1) after it; none sorts equal: f is not stored. Probes unpack inline:
+  -- a call would cost as much.
+  local function bisect(lo, hi, t, f)
+    while lo < hi do
+      local mid = floor((lo + hi) / 2)
+      local mt, _, mf = unpack(HEAD, blob, (mid - 1) * R + 1)
+      if mt < t or (mt == t and mf < f) then lo = mid + 1 else hi = mid end
+    end
+    return lo
+  end
+  -- The first stored record from lo on that sorts after (t, f), n + 1 if none: gallop forward from lo,
+  -- then bisect, so new records landing close together (the usual case) cost a probe or two.
   local function seek(lo, t, f)
     local hi, step = lo, 1
     while hi <= n do
@@ -138,13 +148,7 @@ local function merge(key, news)
       if ht > t or (ht == t and hf > f) then break end
       lo, hi, step = hi + 1, hi + step, step * 2
     end
-    if hi > n + 1 then hi = n + 1 end
-    while lo < hi do
-      local mid = floor((lo + hi) / 2)
-      local mt, _, mf = unpack(HEAD, blob, (mid - 1) * R + 1)
-      if mt < t or (mt == t and mf < f) then lo = mid + 1 else hi = mid end
-    end
-    return lo
+    return bisect(lo, math.min(hi, n + 1), t, f)
   end
   -- The same over all stored records, galloping back from the last: for the first new record. It
   -- usually sorts after all or most of them (events arrive roughly in time order), where one or two
@@ -158,13 +162,7 @@ local function merge(key, news)
       hi, step = lo, step * 2
       lo = hi - step
     end
-    lo = max(lo, 0) + 1
-    while lo < hi do
-      local mid = floor((lo + hi) / 2)
-      local mt, _, mf = unpack(HEAD, blob, (mid - 1) * R + 1)
-      if mt < t or (mt == t and mf < f) then lo = mid + 1 else hi = mid end
-    end
-    return lo
+    return bisect(max(lo, 0) + 1, hi, t, f)
   end
 
   -- Inserted new records, in order: which one (in news), the stored record it precedes, ts, kind.
